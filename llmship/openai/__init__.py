@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP surface: protocol models, errors and the FastAPI app."""

@@ -1,0 +1,59 @@
+"""Map every failure to the OpenAI error object ``{"error": {message, type, param, code}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmship.errors import LlmshipError
+
+log = logging.getLogger(__name__)
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "server_error"}
+
+
+def error_body(message: str, status: int, *, type_: str | None = None, param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_ or _TYPES.get(status, "server_error"), "param": param,
+                      "code": code}}
+
+
+def error_response(message: str, status: int, *, headers: dict | None = None, **kw) -> JSONResponse:
+    return JSONResponse(error_body(message, status, **kw), status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register handlers so no route ever answers in FastAPI's own error shape."""
+
+    @app.exception_handler(LlmshipError)
+    async def _llmship(_: Request, err: LlmshipError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if err.status in (429, 503) else None
+        return error_response(str(err), err.status, type_=err.type, param=err.param, code=err.code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {}
+        if first.get("type") == "json_invalid":
+            return error_response(f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip(),
+                                  400, code="invalid_json")
+        loc = [str(p) for p in first.get("loc", []) if p != "body"]
+        param = ".".join(loc) or None
+        if first.get("type") == "extra_forbidden":
+            return error_response(f"Unrecognized request argument supplied: {param}", 400, param=param,
+                                  code="unsupported_parameter")
+        return error_response(f"{param or 'body'}: {first.get('msg', 'invalid value')}", 422, param=param,
+                              code="invalid_value")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        return error_response(str(err.detail), err.status_code, headers=getattr(err, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response("internal error", 500, type_="server_error")

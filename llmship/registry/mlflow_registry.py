@@ -1,0 +1,221 @@
+"""Register, promote and resolve model versions in MLflow.
+
+Aliases carry the release state, the way MLflow 2.9+ recommends instead of stages:
+
+- ``champion`` — the version served; only a version that passed every gate.
+- ``previous`` — the champion it replaced (the rollback target).
+- ``challenger`` — the latest version that failed a gate (kept for inspection).
+
+Consistency: everything about a version (artifacts, metrics, reports) is
+logged to its run *before* the version is created, and the version is created
+with its tags in one call (``validation_status=pending``). Promotion then only
+moves aliases and flips that tag, so an interrupted pipeline leaves either no
+version or a pending one that nothing serves — never a champion without its
+evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pydantic import BaseModel
+
+from llmship import paths
+from llmship.errors import RegistryError
+from llmship.validate.gates import GateReport
+
+log = logging.getLogger(__name__)
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+DEFAULT_EXPERIMENT = "llmship"
+
+
+class ModelVersionRef(BaseModel):
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    aliases: list[str] = []
+    tags: dict[str, str] = {}
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+class Promotion(BaseModel):
+    name: str
+    version: str
+    status: str  # "champion" | "challenger"
+    previous_champion: str | None
+    reason: str
+
+
+def _local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path))
+    return None
+
+
+class ModelRegistry:
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri or paths.mlflow_tracking_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        except Exception as err:
+            raise RegistryError(f"cannot open the MLflow store at {self.tracking_uri}: {err}") from None
+
+    # ------------------------------------------------------------------ runs
+    def ensure_experiment(self, name: str = DEFAULT_EXPERIMENT) -> str:
+        """Create the experiment with an explicit artifact root (SQLite stores default to ./mlruns)."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.tracking_uri.startswith("sqlite:"):
+            location = (paths.mlflow_artifact_root() / name).as_uri()
+        return self.client.create_experiment(name, artifact_location=location)
+
+    def start_run(self, experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None) -> str:
+        run = self.client.create_run(self.ensure_experiment(experiment), run_name=run_name)
+        return run.info.run_id
+
+    # -------------------------------------------------------------- register
+    def register(self, name: str, model_dir: str | Path, *, run_id: str | None = None,
+                 metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
+                 tags: dict[str, str] | None = None, files: list[tuple[str, Path]] | None = None,
+                 description: str = "") -> ModelVersionRef:
+        """Log the evidence to a run, then create the model version pointing at the logged model."""
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.exceptions import MlflowException
+
+        own_run = run_id is None
+        run_id = run_id or self.start_run(run_name=f"register-{name}")
+        try:
+            batch_metrics = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items() if v is not None]
+            batch_params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+            batch_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+            for i in range(0, max(len(batch_metrics), len(batch_params), len(batch_tags)), 100):
+                self.client.log_batch(run_id, metrics=batch_metrics[i:i + 100], params=batch_params[i:i + 100],
+                                      tags=batch_tags[i:i + 100])
+            for folder, file in files or []:  # (artifact folder, local file): the file name is kept
+                self.client.log_artifact(run_id, str(file), artifact_path=folder or None)
+            source = self._log_model_dir(run_id, Path(model_dir))
+            try:
+                self.client.create_registered_model(name, description="Released with llmship")
+            except MlflowException as err:
+                if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
+                    raise
+            version_tags = {**(tags or {}), "validation_status": "pending"}
+            mv = self.client.create_model_version(name, source=source, run_id=run_id, tags=version_tags,
+                                                  description=description)
+            if own_run:
+                self.client.set_terminated(run_id)
+        except MlflowException as err:
+            if own_run:
+                self.client.set_terminated(run_id, status="FAILED")
+            raise RegistryError(f"registering {name} failed: {err.message}") from None
+        return self.get(name, mv.version)
+
+    def _log_model_dir(self, run_id: str, model_dir: Path) -> str:
+        """Put the model folder under the run's ``model/`` artifact path and return its URI.
+
+        On a local artifact store the (immutable) files are hard-linked rather
+        than copied: a release of a 1.6 GB folder then costs no disk or time.
+        """
+        artifact_uri = self.client.get_run(run_id).info.artifact_uri
+        local = _local_path(artifact_uri)
+        if local is not None:
+            dest = local / "model"
+            for file in sorted(model_dir.rglob("*")):
+                if file.is_dir() or any(part.startswith(".") for part in file.relative_to(model_dir).parts):
+                    continue  # skip folders and leftovers of interrupted builds (.name.tmp-*)
+                target = dest / file.relative_to(model_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                real = file.resolve()
+                try:
+                    os.link(real, target)
+                except OSError:
+                    shutil.copy2(real, target)
+        else:
+            self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+        return f"{artifact_uri.rstrip('/')}/model"
+
+    # ------------------------------------------------------------- promotion
+    def promote(self, name: str, version: str, report: GateReport) -> Promotion:
+        """Champion if every gate passed (old champion becomes ``previous``); else challenger."""
+        current = self.by_alias(name, CHAMPION)
+        self.client.set_model_version_tag(name, version, "gate_report", json.dumps(
+            [r.model_dump() for r in report.results])[:5000])
+        if report.passed:
+            if current and current.version != version:
+                self.client.set_registered_model_alias(name, PREVIOUS, current.version)
+            self.client.set_registered_model_alias(name, CHAMPION, version)
+            self.client.set_model_version_tag(name, version, "validation_status", "passed")
+            return Promotion(name=name, version=version, status=CHAMPION,
+                             previous_champion=current.version if current else None, reason=report.reason())
+        self.client.set_model_version_tag(name, version, "validation_status", "failed")
+        self.client.set_model_version_tag(name, version, "gate_failures", report.reason()[:5000])
+        self.client.set_registered_model_alias(name, CHALLENGER, version)
+        return Promotion(name=name, version=version, status=CHALLENGER,
+                         previous_champion=current.version if current else None, reason=report.reason())
+
+    # ---------------------------------------------------------------- lookup
+    def get(self, name: str, version: str) -> ModelVersionRef:
+        mv = self.client.get_model_version(name, str(version))
+        return ModelVersionRef(name=name, version=str(mv.version), run_id=mv.run_id, source=mv.source,
+                               aliases=list(mv.aliases or []), tags=dict(mv.tags or {}))
+
+    def by_alias(self, name: str, alias: str) -> ModelVersionRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return self.get(name, mv.version)
+
+    def versions(self, name: str) -> list[ModelVersionRef]:
+        found = self.client.search_model_versions(f"name = '{_quote(name)}'")
+        return sorted((self.get(name, mv.version) for mv in found), key=lambda r: int(r.version))
+
+    def metrics(self, ref: ModelVersionRef) -> dict[str, float]:
+        if not ref.run_id:
+            return {}
+        return dict(self.client.get_run(ref.run_id).data.metrics)
+
+    def resolve(self, uri: str) -> tuple[ModelVersionRef, Path]:
+        """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` → (version, local model folder)."""
+        if not uri.startswith("models:/"):
+            raise RegistryError(f"{uri!r} is not a models:/ URI")
+        body = uri[len("models:/"):]
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            ref = self.by_alias(name, alias)
+            if ref is None:
+                raise RegistryError(f"no version of {name!r} has alias {alias!r}; run the deploy_llm pipeline first")
+        else:
+            name, _, version = body.partition("/")
+            ref = self.get(name, version)
+        local = _local_path(ref.source)
+        if local is None or not local.exists():
+            import mlflow
+
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.source))
+        return ref, local
+
+
+def _quote(value: str) -> str:
+    """Escape a value for MLflow's filter grammar (names come from config, not users)."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,155 @@
+"""Start, find and stop the background ``bentoml serve`` process.
+
+A small JSON state file per port under ``LLMSHIP_HOME/serve`` records what we
+started, so ``deploy`` can replace its own server cleanly while refusing to
+touch a port that something else owns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from llmship import paths
+from llmship.errors import ServeError
+
+
+class ServerInfo(BaseModel):
+    pid: int
+    host: str
+    port: int
+    target: str
+    model_uri: str
+    log: str
+    started_at: float
+    version: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _state_file(port: int) -> Path:
+    return paths.sub("serve") / f"{port}.json"
+
+
+def _alive(pid: int) -> bool:
+    try:  # reap it first if it is our own exited child (a zombie still answers kill 0)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def bentoml_executable() -> str:
+    candidate = Path(sys.executable).parent / "bentoml"
+    return str(candidate) if candidate.exists() else "bentoml"
+
+
+def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3000,
+          env: dict[str, str] | None = None, wait_s: float = 300.0, cwd: str | Path | None = None) -> ServerInfo:
+    """Run ``bentoml serve TARGET`` detached and wait until it answers ``/readyz`` and ``/v1/models``."""
+    stop(port)  # our own earlier server on this port: replace it
+    if port_in_use(host, port):
+        raise ServeError(f"port {port} on {host} is in use by another process; stop it or set serve.port")
+    log_path = paths.sub("logs") / f"serve-{port}.log"
+    full_env = {**os.environ, **(env or {}), "LLMSHIP_MODEL_URI": model_uri}
+    cmd = [bentoml_executable(), "serve", target, "--host", host, "--port", str(port)]
+    with log_path.open("ab") as log:
+        log.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
+                                start_new_session=True)
+    info = ServerInfo(pid=proc.pid, host=host, port=port, target=target, model_uri=model_uri, log=str(log_path),
+                      started_at=time.time())
+    _state_file(port).write_text(info.model_dump_json())
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _state_file(port).unlink(missing_ok=True)
+            raise ServeError(f"bentoml serve exited with code {proc.returncode}: {_last_error(log_path)} "
+                             f"(log: {log_path})")
+        try:
+            ready = httpx.get(f"{info.url}/readyz", timeout=2.0)
+            if ready.status_code == 200:
+                models = httpx.get(f"{info.url}/v1/models", timeout=5.0)
+                if models.status_code == 200:
+                    info.version = models.headers.get("x-llmship-model-version")
+                    _state_file(port).write_text(info.model_dump_json())
+                    return info
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    stop(port)
+    raise ServeError(f"the server on port {port} was not ready within {wait_s:.0f}s (log: {log_path})")
+
+
+def _last_error(log_path: Path) -> str:
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
+
+
+def status() -> list[ServerInfo]:
+    """Servers we started that are still alive (stale state files are removed)."""
+    found = []
+    for file in sorted(paths.sub("serve").glob("*.json")):
+        info = ServerInfo.model_validate_json(file.read_text())
+        if _alive(info.pid):
+            found.append(info)
+        else:
+            file.unlink(missing_ok=True)
+    return found
+
+
+def stop(port: int | None = None, timeout_s: float = 30.0) -> list[ServerInfo]:
+    """Stop our server on ``port`` (or all of them): SIGTERM the group, then SIGKILL."""
+    stopped = []
+    for info in status():
+        if port is not None and info.port != port:
+            continue
+        try:
+            os.killpg(info.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while _alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(info.pid):
+            try:
+                os.killpg(info.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _state_file(info.port).unlink(missing_ok=True)
+        stopped.append(info)
+    return stopped
+
+
+def write_deploy_summary(info: ServerInfo, extra: dict) -> Path:
+    path = paths.home() / "last-deploy.json"
+    path.write_text(json.dumps({**json.loads(info.model_dump_json()), "url": info.url, **extra}, indent=2))
+    return path

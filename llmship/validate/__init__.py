@@ -1,0 +1,1 @@
+"""Validation: ONNX export, parity, quality, benchmarks and the gates that judge them."""

@@ -1,0 +1,84 @@
+"""Gates: every measured number compared with its threshold and with the champion.
+
+A release is a champion only if every gate passes. Gate thresholds live in the
+pipeline config (``GateThresholds``, one field per YAML key); the champion
+comparison stops slow regressions that each stay under an absolute threshold.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Op = Literal["<=", ">="]
+
+
+class GateThresholds(BaseModel):
+    parity_max_abs_logit_diff: float = Field(1e-2, description="ONNX vs PyTorch fp32, teacher-forced")
+    parity_top1_agreement: float = 0.99
+    parity_greedy_agreement: float = 0.9
+    max_perplexity: float = 60.0
+    smoke_pass_rate: float = 1.0
+    min_decode_tok_s: float = 2.0
+    max_ttft_s: float = 5.0
+    max_perplexity_regression: float = Field(0.05, description="allowed relative rise over the champion's")
+
+
+class GateResult(BaseModel):
+    name: str
+    value: float | None
+    threshold: float
+    op: Op
+    passed: bool
+
+    def line(self) -> str:
+        shown = "missing" if self.value is None else f"{self.value:.4g}"
+        return f"{self.name} {shown} {'ok' if self.passed else 'FAILED'} (needs {self.op} {self.threshold:.4g})"
+
+
+class GateReport(BaseModel):
+    results: list[GateResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[GateResult]:
+        return [r for r in self.results if not r.passed]
+
+    def reason(self) -> str:
+        """One line naming every failed gate."""
+        return "; ".join(r.line() for r in self.failures) or "all gates passed"
+
+
+_CHECKS: list[tuple[str, str, Op]] = [
+    ("parity_max_abs_logit_diff", "parity_max_abs_logit_diff", "<="),
+    ("parity_top1_agreement", "parity_top1_agreement", ">="),
+    ("parity_greedy_agreement", "parity_greedy_agreement", ">="),
+    ("perplexity", "max_perplexity", "<="),
+    ("smoke_pass_rate", "smoke_pass_rate", ">="),
+    ("decode_tok_s", "min_decode_tok_s", ">="),
+    ("ttft_s", "max_ttft_s", "<="),
+]
+
+
+def evaluate_gates(metrics: dict[str, float], thresholds: GateThresholds,
+                   champion: dict[str, float] | None = None, skip: set[str] | None = None) -> GateReport:
+    """Judge ``metrics``; a metric that was not measured fails its gate unless named in ``skip``."""
+    results = []
+    for metric, field, op in _CHECKS:
+        if skip and metric in skip:
+            continue
+        limit = float(getattr(thresholds, field))
+        results.append(_judge(metric, metrics.get(metric), limit, op))
+    if champion and champion.get("perplexity") is not None:
+        limit = float(champion["perplexity"]) * (1 + thresholds.max_perplexity_regression)
+        results.append(_judge("perplexity_vs_champion", metrics.get("perplexity"), limit, "<="))
+    return GateReport(results=results)
+
+
+def _judge(name: str, value: float | None, limit: float, op: Op) -> GateResult:
+    ok = value is not None and (value <= limit if op == "<=" else value >= limit)
+    return GateResult(name=name, value=value, threshold=limit, op=op, passed=ok)

@@ -1,0 +1,59 @@
+"""deploy_llm: build → export_onnx → check_parity → evaluate → benchmark → register → promote → build_bento → deploy.
+
+Run: ``zenml pipeline run pipelines.deploy_llm.deploy_llm -c configs/deploy_llm.yaml``.
+Every parameter is a pydantic section from ``llmship.config`` (YAML keys = field names).
+ZenML step caching is off: the core caches by content identity (model build,
+ONNX export), which stays correct when the ZenML store and the cache folders
+diverge, and validation/registration must run every time.
+"""
+
+from zenml import pipeline
+
+from llmship.config import (
+    BenchConfig,
+    BuildConfig,
+    EvalConfig,
+    ExportConfig,
+    ParityConfig,
+    RegisterConfig,
+    ServeConfig,
+)
+from llmship.lineage import config_hash
+from llmship.validate.gates import GateThresholds
+from steps.build.build_model import build_model
+from steps.release.build_bento import build_bento
+from steps.release.deploy import deploy
+from steps.release.promote import promote
+from steps.release.register import register as register_step
+from steps.validate.benchmark import benchmark as benchmark_step
+from steps.validate.check_parity import check_parity
+from steps.validate.evaluate import evaluate as evaluate_step
+from steps.validate.export_onnx import export_onnx
+
+
+@pipeline(enable_cache=False)
+def deploy_llm(
+    build: BuildConfig = BuildConfig(),
+    export: ExportConfig = ExportConfig(),
+    parity: ParityConfig = ParityConfig(),
+    evaluate: EvalConfig = EvalConfig(),
+    benchmark: BenchConfig = BenchConfig(),
+    gates: GateThresholds = GateThresholds(),
+    register: RegisterConfig = RegisterConfig(),
+    serve: ServeConfig = ServeConfig(),
+) -> None:
+    sections = {"build": build, "export": export, "parity": parity, "evaluate": evaluate, "benchmark": benchmark,
+                "gates": gates, "register": register, "serve": serve}
+    built = build_model(config=build)
+    onnx = parity_report = None
+    if export.enabled:
+        onnx = export_onnx(built, config=export)
+        parity_report = check_parity(built, onnx, config=parity)
+    perplexity, smoke = evaluate_step(built, config=evaluate, onnx=onnx)
+    bench, chart = benchmark_step(built, config=benchmark, onnx=onnx)
+    version = register_step(built, perplexity, smoke, bench, chart, config=register,
+                            config_hash=config_hash({k: v.model_dump() for k, v in sections.items()}), parity=parity_report)
+    promotion = promote(version, gates=gates, with_parity=export.enabled)
+    if serve.enabled:
+        tag = build_bento(promotion, config=serve)
+        deploy(tag, promotion, register=register, config=serve)

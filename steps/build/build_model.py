@@ -1,0 +1,16 @@
+"""build_model: resolve the configured source to a cached Hugging Face folder."""
+
+from typing import Annotated
+
+from zenml import ArtifactConfig, step
+from zenml.enums import ArtifactType
+
+from llmship.config import BuildConfig
+from llmship.models import BuiltModel
+from llmship.models import build_model as build_model_core
+
+
+@step
+def build_model(config: BuildConfig) -> Annotated[BuiltModel, ArtifactConfig(name="built_model",
+                                                                              artifact_type=ArtifactType.MODEL)]:
+    return build_model_core(config.source, dtype=config.dtype)
