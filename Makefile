@@ -29,9 +29,7 @@ stack: setup
 	@$(ENV) python scripts/setup_stack.py --quiet
 
 deploy: stack
-	@$(ENV) start=$$(date +%s); \
-	  zenml pipeline run pipelines.deploy_llm.deploy_llm -c $(CONFIG) -s llmship; \
-	  llmship serve info --elapsed $$(( $$(date +%s) - start ))
+	@scripts/deploy.sh $(CONFIG)
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)

@@ -49,7 +49,7 @@ class BenchConfig(_Strict):
     torch_dtype: Literal["bfloat16", "float32"] = "bfloat16"
 
 
-class RegisterConfig(_Strict):
+class RegistryConfig(_Strict):
     name: str = "gemma3-270m"
     experiment: str = "deploy_llm"
 

@@ -49,7 +49,9 @@ def register_release(registry: ModelRegistry, name: str, built: BuiltModel, *, p
         (reports / "benchmark.txt").write_text(bench.table() + f"\ngpu: {bench.gpu}\n")
         files.append(("reports", reports / "benchmark.txt"))
         if chart:
-            files.append(("reports", Path(chart)))
+            png = reports / "benchmark.png"  # a stable name, whatever the step called its file
+            png.write_bytes(Path(chart).read_bytes())
+            files.append(("reports", png))
         card = reports / "MODEL_CARD.md"
         card.write_text(model_card(name, built, metrics, lineage))
         files.append(("", card))

@@ -15,7 +15,7 @@ from llmship.config import (
     EvalConfig,
     ExportConfig,
     ParityConfig,
-    RegisterConfig,
+    RegistryConfig,
     ServeConfig,
 )
 from llmship.lineage import config_hash
@@ -39,11 +39,11 @@ def deploy_llm(
     evaluate: EvalConfig = EvalConfig(),
     benchmark: BenchConfig = BenchConfig(),
     gates: GateThresholds = GateThresholds(),
-    register: RegisterConfig = RegisterConfig(),
+    registry: RegistryConfig = RegistryConfig(),
     serve: ServeConfig = ServeConfig(),
 ) -> None:
     sections = {"build": build, "export": export, "parity": parity, "evaluate": evaluate, "benchmark": benchmark,
-                "gates": gates, "register": register, "serve": serve}
+                "gates": gates, "registry": registry, "serve": serve}
     built = build_model(config=build)
     onnx = parity_report = None
     if export.enabled:
@@ -51,9 +51,9 @@ def deploy_llm(
         parity_report = check_parity(built, onnx, config=parity)
     perplexity, smoke = evaluate_step(built, config=evaluate, onnx=onnx)
     bench, chart = benchmark_step(built, config=benchmark, onnx=onnx)
-    version = register_step(built, perplexity, smoke, bench, chart, config=register,
+    version = register_step(built, perplexity, smoke, bench, chart, config=registry,
                             config_hash=config_hash({k: v.model_dump() for k, v in sections.items()}), parity=parity_report)
     promotion = promote(version, gates=gates, with_parity=export.enabled)
     if serve.enabled:
         tag = build_bento(promotion, config=serve)
-        deploy(tag, promotion, register=register, config=serve)
+        deploy(tag, promotion, registry=registry, config=serve)

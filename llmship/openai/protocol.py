@@ -55,7 +55,8 @@ class ChatCompletionRequest(BaseModel):
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []
-        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return [s for s in stops if s]  # an empty stop string would end every completion at once
 
 
 class Usage(BaseModel):

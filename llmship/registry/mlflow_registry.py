@@ -131,8 +131,11 @@ class ModelRegistry:
     def _log_model_dir(self, run_id: str, model_dir: Path) -> str:
         """Put the model folder under the run's ``model/`` artifact path and return its URI.
 
-        On a local artifact store the (immutable) files are hard-linked rather
-        than copied: a release of a 1.6 GB folder then costs no disk or time.
+        On a local artifact store, files the build cache owns (written once,
+        never modified) are hard-linked rather than copied: a release of a
+        1.6 GB folder then costs no disk or time. Symlinks point into folders
+        the user owns (``path:`` sources) and may be edited in place later, so
+        their targets are copied: a registered version must never change.
         """
         artifact_uri = self.client.get_run(run_id).info.artifact_uri
         local = _local_path(artifact_uri)
@@ -143,11 +146,13 @@ class ModelRegistry:
                     continue  # skip folders and leftovers of interrupted builds (.name.tmp-*)
                 target = dest / file.relative_to(model_dir)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                real = file.resolve()
+                if file.is_symlink():
+                    shutil.copy2(file.resolve(), target)
+                    continue
                 try:
-                    os.link(real, target)
+                    os.link(file, target)
                 except OSError:
-                    shutil.copy2(real, target)
+                    shutil.copy2(file, target)
         else:
             self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
         return f"{artifact_uri.rstrip('/')}/model"
@@ -206,8 +211,13 @@ class ModelRegistry:
             if ref is None:
                 raise RegistryError(f"no version of {name!r} has alias {alias!r}; run the deploy_llm pipeline first")
         else:
+            from mlflow.exceptions import MlflowException
+
             name, _, version = body.partition("/")
-            ref = self.get(name, version)
+            try:
+                ref = self.get(name, version)
+            except MlflowException:
+                raise RegistryError(f"{uri} does not exist in the registry at {self.tracking_uri}") from None
         local = _local_path(ref.source)
         if local is None or not local.exists():
             import mlflow

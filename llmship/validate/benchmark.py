@@ -130,9 +130,18 @@ def _measure(args: argparse.Namespace) -> list[dict]:
             "decode_tok_s": round((generated - batch) / max(elapsed - ttft, 1e-9), 2),
             "output_tok_s": round(generated / elapsed, 2),
             "ttft_s": round(ttft, 4),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
         })
     return rows
+
+
+def _peak_rss_mb() -> float:
+    """This process's own high-water mark. ``ru_maxrss`` is not used: on Linux it
+    survives ``execve`` and so reports the parent's peak in a fresh subprocess."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _load_cuda(args: argparse.Namespace):

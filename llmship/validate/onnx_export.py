@@ -75,7 +75,7 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Onn
     layers = int(cfg.num_hidden_layers)
     kv_heads = int(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
     head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
-    wrapper = _KVWrapper(model, layers)
+    wrapper = _KVWrapper(model, layers).eval()
 
     batch, seq, past_len = 2, 3, 4  # example sizes; all three become symbolic
     ids = torch.randint(0, min(1000, cfg.vocab_size), (batch, seq))

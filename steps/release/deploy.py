@@ -4,7 +4,7 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.config import RegisterConfig, ServeConfig
+from llmship.config import RegistryConfig, ServeConfig
 from llmship.registry import Promotion
 from llmship.serving.bento import bentoml_env
 from llmship.serving.process import ServerInfo, start, write_deploy_summary
@@ -12,12 +12,12 @@ from steps._stack import tracking_uri
 
 
 @step
-def deploy(bento_tag: str, promotion: Promotion, register: RegisterConfig, config: ServeConfig) -> Annotated[
+def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, config: ServeConfig) -> Annotated[
         ServerInfo, "server"]:
-    model_uri = f"models:/{register.name}@champion"
+    model_uri = f"models:/{registry.name}@champion"
     env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), "LLMSHIP_SERVE_BACKEND": config.backend,
            "LLMSHIP_THREADS": str(config.threads), "LLMSHIP_MAX_MODEL_LEN": str(config.max_model_len)}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
-    write_deploy_summary(info, {"bento": bento_tag, "model_name": register.name, "model_version": promotion.version,
+    write_deploy_summary(info, {"bento": bento_tag, "model_name": registry.name, "model_version": promotion.version,
                                 "alias": "champion", "previous": promotion.previous_champion})
     return info

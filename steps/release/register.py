@@ -5,7 +5,7 @@ from typing import Annotated
 import mlflow
 from zenml import get_step_context, step
 
-from llmship.config import RegisterConfig
+from llmship.config import RegistryConfig
 from llmship.lineage import git_commit
 from llmship.models import BuiltModel
 from llmship.registry import ModelRegistry, ModelVersionRef
@@ -18,7 +18,7 @@ from steps._stack import tracker_name, tracking_uri
 
 @step(experiment_tracker=tracker_name())
 def register(built: BuiltModel, perplexity: PerplexityReport, smoke: SmokeReport, bench: BenchmarkReport,
-             chart: str, config: RegisterConfig, config_hash: str,
+             chart: str, config: RegistryConfig, config_hash: str,
              parity: ParityReport | None = None) -> Annotated[ModelVersionRef, "model_version"]:
     run = mlflow.active_run()  # opened by the stack's MLflow experiment tracker, if the stack has one
     context = get_step_context()

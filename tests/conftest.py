@@ -1,0 +1,57 @@
+"""Shared fixtures. Every test session gets its own LLMSHIP_HOME: tests never touch a user's state."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="llmship-test-home-"))
+os.environ["LLMSHIP_HOME"] = str(_SESSION_HOME)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = (REPO / "data/eval/heldout.txt").read_text()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Gemma-3 folder (no chat template, like the real base model)."""
+    from tests.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-gemma", CORPUS)
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tiny_model_dir, tmp_path_factory):
+    """The tiny model after ``build_model`` (cached folder with the shipped chat template)."""
+    from llmship.models import build_model
+
+    return build_model(f"path:{tiny_model_dir}", cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_built):
+    from llmship.validate.onnx_export import export_onnx
+
+    return export_onnx(tiny_built.folder, tiny_built.folder.parent / "onnx")
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh LLMSHIP_HOME for tests that write registry or server state."""
+    monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "home"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,131 @@
+"""End to end: ``zenml pipeline run pipelines.deploy_llm.deploy_llm`` on the default offline model.
+
+One module-scoped LLMSHIP_HOME holds the whole story, in order:
+1. a passing run builds, validates, registers (champion) and serves version 1;
+2. a run with an impossible perplexity gate registers version 2 as challenger,
+   exits non-zero with a one-line reason, and leaves champion and the server alone;
+3. a passing re-run (caches warm) makes version 3 champion, version 1 previous,
+   and replaces the server, which now reports version 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.slow
+NAME = "gemma3-270m"
+
+
+def _env(home: Path) -> dict[str, str]:
+    """The environment scripts/env.sh builds, for this test's home."""
+    script = f"export LLMSHIP_HOME={home}; unset BENTOML_HOME; source {REPO}/scripts/env.sh; env -0"
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
+    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+
+
+def _config(tmp: Path, port: int, **gates) -> Path:
+    config = yaml.safe_load((REPO / "configs/deploy_llm.yaml").read_text())
+    params = config["parameters"]
+    params["benchmark"].update(batches=[1, 4], max_tokens=16)
+    params["serve"]["port"] = port
+    params["gates"].update(gates)
+    path = tmp / f"deploy-{len(list(tmp.glob('deploy-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _run(env: dict[str, str], config: Path) -> subprocess.CompletedProcess:
+    cmd = ["zenml", "pipeline", "run", "pipelines.deploy_llm.deploy_llm", "-c", str(config), "-s", "llmship"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    home = tmp / "home"
+    env = _env(home)
+    subprocess.run(["python", "scripts/setup_stack.py", "--quiet"], cwd=REPO, env=env, check=True)
+    port = free_port()
+    yield env, tmp, port, home
+    subprocess.run(["llmship", "serve", "stop"], cwd=REPO, env=env, capture_output=True)
+
+
+def _registry(env):
+    os.environ["LLMSHIP_HOME"] = env["LLMSHIP_HOME"]
+    from llmship.registry import ModelRegistry
+
+    return ModelRegistry()
+
+
+def test_1_first_deploy_serves_a_validated_champion(story):
+    env, tmp, port, home = story
+    result = _run(env, _config(tmp, port))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    registry = _registry(env)
+    champion = registry.by_alias(NAME, "champion")
+    assert champion is not None and champion.version == "1"
+    assert champion.tags["validation_status"] == "passed"
+    assert champion.tags["serve_backend"] == "onnx"
+    for tag in ("git_commit", "config_hash", "zenml_run_id", "model_source"):
+        assert champion.tags.get(tag), tag
+    metrics = registry.metrics(champion)
+    assert metrics["parity_top1_agreement"] >= 0.99
+    assert metrics["parity_max_abs_logit_diff"] < 0.01
+    assert 1 < metrics["perplexity"] < 60
+    assert metrics["decode_tok_s"] > 0
+    artifacts = [a.path for a in registry.client.list_artifacts(champion.run_id, "reports")]
+    assert {"reports/parity.json", "reports/benchmark.json", "reports/benchmark.png"} <= set(artifacts)
+    model_dir = registry.resolve(f"models:/{NAME}@champion")[1]
+    assert (model_dir / "onnx" / "model.onnx").exists() and (model_dir / "hf" / "chat_template.jinja").exists()
+
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=NAME, messages=[{"role": "user", "content": "Name three primary colors."}], max_tokens=16)
+    assert raw.headers["x-llmship-model-version"] == f"{NAME}/1"
+    assert raw.parse().choices[0].message.content.strip()
+
+    info = subprocess.run(["llmship", "serve", "info"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert f"http://127.0.0.1:{port}" in info.stdout and "version 1" in info.stdout and "curl" in info.stdout
+    assert not (REPO / "mlruns").exists()
+
+
+def test_2_failing_gate_never_yields_champion_and_does_not_ship(story):
+    env, tmp, port, home = story
+    result = _run(env, _config(tmp, port, max_perplexity=1.0))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "is not released: perplexity" in output
+
+    registry = _registry(env)
+    failed = registry.get(NAME, "2")
+    assert failed.aliases == ["challenger"]
+    assert failed.tags["validation_status"] == "failed"
+    assert "perplexity" in failed.tags["gate_failures"]
+    assert registry.by_alias(NAME, "champion").version == "1"
+    served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+    assert served.headers["x-llmship-model-version"] == f"{NAME}/1"
+
+
+def test_3_rerun_promotes_and_replaces_the_server(story):
+    env, tmp, port, home = story
+    result = _run(env, _config(tmp, port))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    registry = _registry(env)
+    assert registry.by_alias(NAME, "champion").version == "3"
+    assert registry.by_alias(NAME, "previous").version == "1"
+    assert registry.by_alias(NAME, "challenger").version == "2"
+    served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+    assert served.headers["x-llmship-model-version"] == f"{NAME}/3"
+    summary = json.loads((home / "last-deploy.json").read_text())
+    assert summary["model_version"] == "3" and summary["previous"] == "1"
