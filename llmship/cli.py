@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from llmship import paths
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # MLflow logs "Creating initial MLflow database tables" at INFO on a fresh store;
+    # the CLI's contract is its own output plus at most one error line.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -8,6 +8,7 @@ checkout is self-contained and ``rm -rf .llmship`` is a full reset.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +54,24 @@ def zenml_config_path() -> Path:
 def model_cache() -> Path:
     """Converted Hugging Face folders and ONNX exports, keyed by source identity."""
     return sub("models")
+
+
+def ensure_free_space(folder: Path, need_bytes: int, what: str) -> None:
+    """Fail before writing, with one line, when a conversion or export cannot fit on the disk.
+
+    A full disk half-way through ``save_pretrained`` or an ONNX save leaves a
+    truncated file and a stack trace; checking first turns that into a clear
+    error while nothing has been written yet.
+    """
+    from llmship.errors import LlmshipError
+
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise LlmshipError(
+            f"not enough disk space for {what}: {free / 1e9:.2f} GB free under {probe}, "
+            f"about {need_bytes / 1e9:.2f} GB needed; free some space or set LLMSHIP_HOME elsewhere",
+            code="disk_full",
+        )

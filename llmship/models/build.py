@@ -78,6 +78,8 @@ def build_model(source: str | ModelSource, cache_dir: Path | None = None, dtype:
     try:
         hf_dir = tmp / "hf"
         if origin.gguf_file is not None:
+            # dequantised 16-bit weights are ~2-3x a 4-bit GGUF; 4x leaves room for the tokenizer
+            paths.ensure_free_space(tmp, 4 * origin.gguf_file.stat().st_size, f"converting {src}")
             _convert_gguf(origin.gguf_file, hf_dir, dtype)
         else:
             _link_folder(origin.folder, hf_dir)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
+from llmship import paths
 from llmship.engine.onnx_backend import MANIFEST
 from llmship.errors import ExportError
 
@@ -65,6 +66,9 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Onn
         if cached.opset == opset and json.loads(manifest_path.read_text()).get("exporter") == EXPORTER_VERSION:
             return cached.model_copy(update={"cached": True, "path": str(out_dir)})
     started = time.perf_counter()
+    weights = sum(p.stat().st_size for p in Path(hf_dir).glob("*.safetensors"))
+    # fp32 export of (usually) 16-bit weights: 2x, plus the graph and slack
+    paths.ensure_free_space(out_dir.parent, int(2.5 * weights), f"the ONNX export of {hf_dir}")
     from transformers import AutoModelForCausalLM
 
     try:

