@@ -11,7 +11,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmship.paths import REPO_ROOT
-from llmship.validate.gates import GateThresholds
 
 
 class _Strict(BaseModel):

@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import Literal
 
 from llmship.engine.base import Engine
+from llmship.errors import EngineUnavailable
 
 Backend = Literal["pytorch", "onnx"]
 
 
 def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: str | Path | None = None,
                 threads: int = 0, dtype: str = "float32", max_model_len: int | None = None,
-                model_id: str | None = None) -> Engine:
-    """Load the tokenizer and the requested backend; ONNX needs ``onnx_dir``."""
+                model_id: str | None = None, device: str = "cpu") -> Engine:
+    """Load the tokenizer and the requested backend; ONNX needs ``onnx_dir``.
+
+    ``device="cuda"`` runs PyTorch on the GPU and asks ONNX Runtime for its CUDA
+    provider, failing (rather than silently using the CPU) when it is missing.
+    """
     import torch
     from transformers import AutoTokenizer
 
@@ -27,11 +32,14 @@ def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: s
 
         if onnx_dir is None:
             raise ValueError("the onnx backend needs onnx_dir")
-        kv = OnnxBackend(onnx_dir, threads=threads)
+        providers = ["CUDAExecutionProvider"] if device == "cuda" else None
+        kv = OnnxBackend(onnx_dir, threads=threads, providers=providers)
+        if device == "cuda" and "CUDAExecutionProvider" not in kv.providers:
+            raise EngineUnavailable("ONNX Runtime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
     else:
         from llmship.engine.torch_backend import TorchBackend
 
-        kv = TorchBackend.from_folder(hf_dir, dtype=dtype)
+        kv = TorchBackend.from_folder(hf_dir, dtype=dtype, device=device)
     return Engine(kv, tokenizer, eos_token_ids=eos_ids(hf_dir, tokenizer), context_length=context_length(hf_dir, max_model_len),
                   model_id=model_id or hf_dir.parent.name)
 

@@ -105,14 +105,11 @@ def run_benchmark(hf_dir: str | Path, onnx_dir: str | Path | None, batches: list
 
 
 def _measure(args: argparse.Namespace) -> list[dict]:
-    from llmship.engine.base import Engine, SamplingParams
+    from llmship.engine.base import SamplingParams
     from llmship.engine.loader import load_engine
 
-    if args.device == "cuda":
-        engine = _load_cuda(args)
-    else:
-        engine = load_engine(args.hf, args.backend, onnx_dir=args.onnx, threads=args.threads, dtype=args.dtype)
-    assert isinstance(engine, Engine)
+    engine = load_engine(args.hf, args.backend, onnx_dir=args.onnx, threads=args.threads, dtype=args.dtype,
+                         device=args.device)
     prompt = engine.apply_chat_template([{"role": "user", "content": PROMPT}])
     engine.generate([prompt], SamplingParams(max_tokens=4, ignore_eos=True))  # warm-up
     rows = []
@@ -142,28 +139,6 @@ def _peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _load_cuda(args: argparse.Namespace):
-    from transformers import AutoTokenizer
-
-    from llmship.engine.base import Engine
-    from llmship.engine.loader import context_length, eos_ids
-
-    tokenizer = AutoTokenizer.from_pretrained(args.hf)
-    if args.backend == "onnx":
-        from llmship.engine.onnx_backend import OnnxBackend
-
-        backend = OnnxBackend(args.onnx, providers=["CUDAExecutionProvider"])
-        if "CUDAExecutionProvider" not in backend.providers:
-            raise SystemExit("CUDAExecutionProvider not available")
-    else:
-        from llmship.engine.torch_backend import TorchBackend
-
-        backend = TorchBackend.from_folder(args.hf, dtype=args.dtype, device="cuda")
-    hf = Path(args.hf)
-    return Engine(backend, tokenizer, eos_token_ids=eos_ids(hf, tokenizer), context_length=context_length(hf, None),
-                  model_id=hf.parent.name)
 
 
 def chart(report: BenchmarkReport, path: str | Path, title: str = "llmship benchmark") -> Path:
