@@ -67,3 +67,20 @@ class OnnxBackend:
         outputs = self.session.run(None, feeds)
         logits = torch.from_numpy(outputs[0][:, -1, :])
         return logits, outputs[1:]
+
+    # Row operations for continuous batching; past arrays are (batch, kv_heads, length, head_dim).
+    def select_rows(self, past: list[np.ndarray], rows: list[int]) -> list[np.ndarray]:
+        index = np.asarray(rows, dtype=np.int64)
+        return [np.ascontiguousarray(a[index]) for a in past]
+
+    def pad_left(self, past: list[np.ndarray], n: int) -> list[np.ndarray]:
+        if n <= 0:
+            return past
+        return [np.pad(a, ((0, 0), (0, 0), (n, 0), (0, 0))) for a in past]
+
+    def drop_left(self, past: list[np.ndarray], n: int) -> list[np.ndarray]:
+        return past if n <= 0 else [np.ascontiguousarray(a[:, :, n:]) for a in past]
+
+    def concat(self, pasts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        return [np.concatenate(layer, axis=0) for layer in zip(*pasts)]
+

@@ -54,3 +54,37 @@ class TorchBackend:
             logits_to_keep=1,
         )
         return out.logits[:, -1, :].float().cpu(), out.past_key_values
+
+    # Row operations for continuous batching, on the cache's (batch, kv_heads, length, head_dim) tensors.
+    @staticmethod
+    def _tensors(past: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(layer.keys, layer.values) for layer in past.layers]
+
+    @staticmethod
+    def _cache(tensors: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for i, (k, v) in enumerate(tensors):
+            cache.update(k, v, i)
+        return cache
+
+    def select_rows(self, past: Any, rows: list[int]) -> Any:
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        return self._cache([(k.index_select(0, index), v.index_select(0, index)) for k, v in self._tensors(past)])
+
+    def pad_left(self, past: Any, n: int) -> Any:
+        if n <= 0:
+            return past
+        pad = torch.nn.functional.pad
+        return self._cache([(pad(k, (0, 0, n, 0)), pad(v, (0, 0, n, 0))) for k, v in self._tensors(past)])
+
+    def drop_left(self, past: Any, n: int) -> Any:
+        if n <= 0:
+            return past
+        return self._cache([(k[:, :, n:].contiguous(), v[:, :, n:].contiguous()) for k, v in self._tensors(past)])
+
+    def concat(self, pasts: list[Any]) -> Any:
+        layers = zip(*(self._tensors(p) for p in pasts))
+        return self._cache([(torch.cat([k for k, _ in kv]), torch.cat([v for _, v in kv])) for kv in layers])
+

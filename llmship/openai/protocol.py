@@ -1,7 +1,11 @@
-"""Pydantic models of the OpenAI chat API — the one module that owns the protocol.
+"""Pydantic models of the OpenAI API — the one module that owns the protocol.
 
 Requests forbid unknown fields: a parameter we do not implement is rejected
-with a message naming it, never silently ignored.
+with a 400 naming it, never silently ignored. A field sent as ``null`` means
+"not given" (as the OpenAI SDKs and LangChain send it), so unknown keys whose
+value is null are dropped rather than rejected. Extras beyond OpenAI's set are
+the ones vLLM users know (``top_k``, ``ignore_eos``) plus ``session_id``
+(server-side conversations, like LMDeploy's interactive mode).
 """
 
 from __future__ import annotations
@@ -10,7 +14,24 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_N = 8
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k in cls.model_fields}
+        return data
 
 
 class TextPart(BaseModel):
@@ -36,20 +57,22 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Sampling(_Request):
+    """Parameters shared by chat and text completions."""
+
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_N)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    ignore_eos: bool = False
     user: str | None = None
 
     def stop_list(self) -> list[str]:
@@ -59,12 +82,53 @@ class ChatCompletionRequest(BaseModel):
         return [s for s in stops if s]  # an empty stop string would end every completion at once
 
 
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for /v1/completions
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = Field(default=None, ge=1)
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
+# ---- logprobs, in the two shapes OpenAI uses
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprobEntry(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprobEntry] | None = None
+    refusal: None = None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+# ---- chat completions
 class ChoiceMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -74,11 +138,7 @@ class Choice(BaseModel):
     index: int
     message: ChoiceMessage
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
-
-
-def _id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -88,6 +148,7 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage
+    session_id: str | None = None
 
 
 class Delta(BaseModel):
@@ -99,7 +160,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: Delta
     finish_reason: Literal["stop", "length"] | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -111,6 +172,24 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
 
 
+# ---- text completions
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: CompletionLogprobs | None = None
+
+
+class TextCompletion(BaseModel):
+    id: str = Field(default_factory=lambda: _id("cmpl"))
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+# ---- models and sessions
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -123,3 +202,61 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class SessionInfo(BaseModel):
+    id: str
+    object: Literal["session"] = "session"
+    messages: int
+    created: int
+    last_used: int
+    expires_at: int
+
+
+class SessionDeleted(BaseModel):
+    id: str
+    object: Literal["session"] = "session"
+    deleted: bool = True
+
+
+# ---- embeddings
+
+from pydantic import ValidationError, ValidatorFunctionWrapHandler, field_validator
+
+
+class EmbeddingRequest(_Request):
+    """``POST /v1/embeddings``. ``input`` is typed wide on purpose: the route refuses token-id arrays and an
+    empty list with a 400 naming ``input`` (a 422 would read as a malformed body), and checks ``dimensions``
+    against the served model, since only the backend knows its size."""
+
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input", mode="wrap")
+    @classmethod
+    def _one_input_error(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:  # one error naming ``input``, not one per union member (``input.str``, ``input.list[int]``, ...)
+            return handler(value)
+        except ValidationError:
+            raise ValueError("must be a string or a list of strings") from None
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str  # str: base64 of the little-endian float32 bytes
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage

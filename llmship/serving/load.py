@@ -24,7 +24,10 @@ class ServeSettings(BaseModel):
     threads: int = 0
     max_model_len: int = 2048
     max_waiting: int = 64
+    max_batch: int = 16
+    max_prefill_tokens: int = 4096
     torch_dtype: str = "bfloat16"
+    shared_metrics: bool = False  # True inside a Bento: series go to BentoML's /metrics
 
     @classmethod
     def from_env(cls) -> "ServeSettings":
@@ -37,6 +40,8 @@ class ServeSettings(BaseModel):
             threads=int(os.environ.get("LLMSHIP_THREADS", "0")),
             max_model_len=int(os.environ.get("LLMSHIP_MAX_MODEL_LEN", "2048")),
             max_waiting=int(os.environ.get("LLMSHIP_MAX_WAITING", "64")),
+            max_batch=int(os.environ.get("LLMSHIP_MAX_BATCH", "16")),
+            max_prefill_tokens=int(os.environ.get("LLMSHIP_MAX_PREFILL_TOKENS", "4096")),
             torch_dtype=os.environ.get("LLMSHIP_TORCH_DTYPE", "bfloat16"),
         )
 
@@ -54,4 +59,5 @@ def load_runtime(settings: ServeSettings, registry: ModelRegistry | None = None)
                          onnx_dir=onnx_dir if backend == "onnx" else None, threads=settings.threads,
                          dtype=settings.torch_dtype, max_model_len=settings.max_model_len, model_id=ref.name)
     served = ServedModel(engine=engine, model_id=ref.name, version=f"{ref.name}/{ref.version}", backend=engine.name)
-    return Runtime(served, max_waiting=settings.max_waiting)
+    return Runtime(served, max_waiting=settings.max_waiting, max_batch=settings.max_batch,
+                   max_prefill_tokens=settings.max_prefill_tokens, shared_metrics=settings.shared_metrics)
