@@ -7,12 +7,12 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui bench clean help
+.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui bench bench-serve clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
 	@echo "make test     set up, then run the whole test suite"
-	@echo "make serve-stop | status | mlflow-ui | bench | clean"
+	@echo "make serve-stop | status | mlflow-ui | bench | bench-serve | clean"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
@@ -49,6 +49,9 @@ mlflow-ui: setup
 
 bench: setup
 	@$(ENV) python benchmarks/engine_bench.py
+
+bench-serve: setup
+	@$(ENV) python benchmarks/serve_bench.py
 
 clean:
 	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true

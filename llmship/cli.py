@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from llmship import paths
 from llmship.errors import LlmshipError, ServeError
@@ -93,17 +94,104 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
+def _get_json(url: str, path: str) -> dict:
+    """GET a server's JSON route; an unreachable server or an error status is one clear line."""
     import httpx
 
+    url = url.rstrip("/")
     try:
-        resp = httpx.get(f"{args.url.rstrip('/')}/v1/models", timeout=10)
+        resp = httpx.get(f"{url}{path}", timeout=10)
     except httpx.HTTPError as err:
-        raise ServeError(f"cannot reach {args.url}: {err}") from None
+        raise ServeError(f"cannot reach {url}: {err}") from None
     if resp.status_code != 200:
-        raise ServeError(f"{args.url} answered {resp.status_code}: {resp.text[:200]}")
-    for model in resp.json()["data"]:
+        raise ServeError(f"{url}{path} answered {resp.status_code}: {resp.text[:200]}")
+    return resp.json()
+
+
+def _models(args: argparse.Namespace) -> int:
+    for model in _get_json(args.url, "/v1/models")["data"]:
         print(f"{model['id']}  (version {model.get('root')}, max_model_len {model.get('max_model_len')})")
+    return 0
+
+
+def _client(url: str):
+    import openai
+
+    return openai.OpenAI(base_url=f"{url.rstrip('/')}/v1", api_key=os.environ.get("LLMSHIP_API_KEY", "none"),
+                         max_retries=0, timeout=600)
+
+
+def _default_model(client) -> str:
+    import openai
+
+    try:
+        return client.models.list().data[0].id
+    except openai.APIConnectionError:
+        raise ServeError(f"cannot reach {client.base_url}; is the server running? (`llmship serve status`)") from None
+
+
+def _ask(client, model: str, messages: list[dict], args: argparse.Namespace) -> str:
+    """One turn: print the answer (streamed or whole) and return it."""
+    import openai
+
+    kwargs = dict(model=model, messages=messages, max_tokens=args.max_tokens, temperature=args.temperature)
+    try:
+        if not args.stream:
+            text = client.chat.completions.create(**kwargs).choices[0].message.content or ""
+            print(text)
+            return text
+        parts = []
+        for chunk in client.chat.completions.create(**kwargs, stream=True):
+            delta = chunk.choices[0].delta.content if chunk.choices else None
+            if delta:
+                parts.append(delta)
+                print(delta, end="", flush=True)
+        print()
+        return "".join(parts)
+    except openai.APIStatusError as err:
+        body = err.body if isinstance(err.body, dict) else {}
+        message = body.get("message") or (body.get("error") or {}).get("message") or str(err)
+        raise ServeError(f"{err.status_code}: {message}") from None
+    except openai.APIConnectionError:
+        raise ServeError(f"cannot reach {client.base_url}") from None
+
+
+def _chat(args: argparse.Namespace) -> int:
+    client = _client(args.url)
+    model = args.model or _default_model(client)
+    messages: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
+    if args.question:
+        _ask(client, model, messages + [{"role": "user", "content": " ".join(args.question)}], args)
+        return 0
+    print(f"chatting with {model} at {args.url} — empty line or Ctrl-D to quit, /reset to forget the conversation")
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not line:
+            return 0
+        if line == "/reset":
+            messages = messages[:1] if args.system else []
+            continue
+        messages.append({"role": "user", "content": line})
+        messages.append({"role": "assistant", "content": _ask(client, model, messages, args)})
+
+
+def _stat(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/")
+    data = _get_json(url, "/stat")
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{data['model']} (version {data['version']}, {data['backend']}) at {url}; sessions {data['sessions']}")
+    print(f"{'worker':>8} {'busy':>5} {'idle':>5} {'queue':>6} {'requests':>9} {'tokens':>9}  last work")
+    for w in data["workers"]:
+        last = "never" if not w["last_work_at"] else time.strftime("%Y-%m-%d %H:%M:%S",
+                                                                   time.localtime(w["last_work_at"]))
+        print(f"{w['pid']:>8} {w['slots_busy']:>5} {w['slots_idle']:>5} {w['queue_length']:>6} "
+              f"{w['requests_total']:>9} {w['generated_tokens_total']:>9}  {last}")
     return 0
 
 
@@ -131,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="models served at --url")
     models.add_argument("--url", default=DEFAULT_URL)
     models.set_defaults(func=_models)
+
+    chat = sub.add_parser("chat", help="ask the served model (a REPL without a question)")
+    chat.add_argument("question", nargs="*", help="the question; omit it for an interactive session")
+    chat.add_argument("--url", default=DEFAULT_URL)
+    chat.add_argument("--model", default=None, help="model id (default: the first one the server lists)")
+    chat.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    chat.add_argument("--system", default=None, help="a system message")
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.7)
+    chat.set_defaults(func=_chat)
+
+    stat = sub.add_parser("stat", help="worker load of a server: busy/idle slots, queue, totals, last work")
+    stat.add_argument("--url", default=DEFAULT_URL)
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(func=_stat)
     return parser
 
 

@@ -1,19 +1,24 @@
 """The chat Bento: llmship's OpenAI-compatible app served by BentoML.
 
-A thin shell on purpose: the protocol, engine and registry lookups live in
-``llmship``; this file only mounts the app and loads the model the registry
-names (``LLMSHIP_MODEL_URI``, e.g. ``models:/gemma3-270m@champion``) when the
-worker starts, so BentoML's ``/readyz`` turns green only once it can answer.
+A thin shell on purpose: the protocol, scheduler, engine and registry lookups
+live in ``llmship``; this file only mounts the app, loads the model the
+registry names (``LLMSHIP_MODEL_URI``, e.g. ``models:/gemma3-270m@champion``)
+when the worker starts, so BentoML's ``/readyz`` turns green only once it can
+answer, and composes the embedding service with ``bentoml.depends`` (its own
+process, its own thread budget) behind ``/v1/embeddings``.
 """
 
 from __future__ import annotations
 
+import os
+
 import bentoml
 
-from llmship.openai.app import create_app
+from bentos.embedding.service import BentoEmbeddingBackend, Embedding
+from llmship.openai.app import ApiSettings, create_app
 from llmship.serving.load import ServeSettings, load_runtime
 
-app = create_app()
+app = create_app(settings=ApiSettings.from_env())
 
 
 @bentoml.service(
@@ -24,5 +29,16 @@ app = create_app()
 )
 @bentoml.asgi_app(app, path="/")
 class Chat:
+    embedder = bentoml.depends(Embedding)
+
     def __init__(self) -> None:
-        app.state.runtime = load_runtime(ServeSettings.from_env())
+        settings = ServeSettings.from_env().model_copy(update={"shared_metrics": True})
+        app.state.runtime = load_runtime(settings)
+        app.state.embedder = BentoEmbeddingBackend(self.embedder)
+
+    @bentoml.on_shutdown
+    def drain(self) -> None:
+        """Finish in-flight generations before the worker exits (new requests already get 503)."""
+        runtime = app.state.runtime
+        if runtime is not None:
+            runtime.close(drain_timeout_s=float(os.environ.get("LLMSHIP_DRAIN_TIMEOUT_S", "30")))

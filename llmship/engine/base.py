@@ -12,6 +12,7 @@ whether a sequence runs alone, in a static batch or joins a running one.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -132,6 +133,19 @@ class SequenceState:
 
 
 
+@functools.cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """The inverse of GPT-2's ``bytes_to_unicode``: which byte each printable stand-in character means."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
 class Engine:
     """Batched generation over a ``KVBackend`` with a Hugging Face tokenizer."""
 
@@ -160,9 +174,22 @@ class Engine:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
-    def token_text(self, token_id: int) -> str:
-        """One token as text, the way logprobs show it (special tokens included)."""
-        return self.tokenizer.decode([token_id], skip_special_tokens=False)
+    def token_text(self, token_id: int) -> tuple[str, list[int]]:
+        """One token as logprobs show it: its text and its exact UTF-8 bytes.
+
+        A byte-fallback token (``<0xE2>``) is a fragment of a character: its
+        text is the replacement character but its bytes are the real byte, so a
+        client can reassemble multi-byte characters as OpenAI's ``bytes`` intends.
+        """
+        text = self.tokenizer.decode([token_id], skip_special_tokens=False)
+        if "\ufffd" in text:
+            piece = self.tokenizer.convert_ids_to_tokens(token_id)
+            if isinstance(piece, str) and len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+                return text, [int(piece[3:5], 16)]  # SentencePiece byte fallback (Gemma, Llama)
+            table = _byte_level_alphabet()
+            if isinstance(piece, str) and piece and all(ch in table for ch in piece):
+                return text, [table[ch] for ch in piece]  # byte-level BPE (GPT-2 style)
+        return text, list(text.encode("utf-8"))
 
     def check_budget(self, prompt_tokens: int, max_tokens: int) -> None:
         if prompt_tokens + max_tokens > self.context_length:

@@ -77,6 +77,7 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
     app.state.sessions = SessionStore(settings.max_sessions, settings.session_ttl_s)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ResponseHeaders)
 
     def current(request: Request) -> Runtime:
         rt = request.app.state.runtime
@@ -88,16 +89,6 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
         if model != rt.served.model_id:
             raise ModelNotFound(f"The model '{model}' does not exist; this server serves '{rt.served.model_id}'",
                                 param="model")
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        rt = request.app.state.runtime
-        if rt is not None:
-            response.headers["x-llmship-model-version"] = rt.served.version
-        return response
 
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict:
@@ -245,6 +236,37 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
     return app
 
 
+class ResponseHeaders:
+    """Adds ``x-request-id`` and ``x-llmship-model-version`` to every response.
+
+    Pure ASGI on purpose: ``@app.middleware("http")`` (BaseHTTPMiddleware)
+    re-pipes every streamed chunk through a memory stream and hides the
+    client's disconnect from the streaming response, so an abandoned stream
+    would keep its batch slot until it finished.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id") or uuid.uuid4().hex.encode()
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"x-request-id", request_id)]
+                runtime = scope["app"].state.runtime if "app" in scope else None
+                if runtime is not None:
+                    extra.append((b"x-llmship-model-version", runtime.served.version.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 # ---------------------------------------------------------------- helpers
 def _card(rt: Runtime) -> ModelCard:
     return ModelCard(id=rt.served.model_id, created=rt.served.created, root=rt.served.version,
@@ -340,8 +362,7 @@ def _usage(prompt_tokens: int, outs: list[Completion]) -> Usage:
 
 
 def _token_str(rt: Runtime, token_id: int) -> tuple[str, list[int]]:
-    text = rt.served.engine.token_text(token_id)
-    return text, list(text.encode("utf-8"))
+    return rt.served.engine.token_text(token_id)
 
 
 def _chat_logprobs(rt: Runtime, items: list[TokenLogprob]) -> ChoiceLogprobs:
@@ -371,8 +392,11 @@ def _completion_logprobs(rt: Runtime, items: list[TokenLogprob], offset: int) ->
 async def _merged(streams: list[TokenStream]) -> AsyncIterator[tuple[int, StepOutput]]:
     """Interleave several streams as their tokens arrive; closing this closes (cancels) them all."""
     if len(streams) == 1:
-        async for out in streams[0]:
-            yield 0, out
+        try:
+            async for out in streams[0]:
+                yield 0, out
+        finally:
+            streams[0].close()
         return
     queue: asyncio.Queue[tuple[int, StepOutput | BaseException | None]] = asyncio.Queue()
 
@@ -402,9 +426,42 @@ async def _merged(streams: list[TokenStream]) -> AsyncIterator[tuple[int, StepOu
             s.close()
 
 
+class EventStream(StreamingResponse):
+    """SSE that stops generating the moment the client goes away.
+
+    With ASGI spec 2.4 servers Starlette only learns of a disconnect when a
+    write fails, and then merely abandons the generator; a model keeps
+    decoding for nobody meanwhile. Here a listener watches ``receive`` for
+    ``http.disconnect`` and closes the generator at once, which cancels the
+    request in the scheduler and frees its batch slot before the next step.
+    """
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        async def stream() -> None:
+            try:
+                await self.stream_response(send)
+            except OSError:
+                pass  # the client is gone; the listener below sees the disconnect too
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        writer, listener = asyncio.ensure_future(stream()), asyncio.ensure_future(listen())
+        try:
+            await asyncio.wait({writer, listener}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (writer, listener):
+                task.cancel()
+            await asyncio.gather(writer, listener, return_exceptions=True)
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 def _sse_response(events: AsyncIterator[str], headers: dict[str, str] | None = None) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
+    return EventStream(events, media_type="text/event-stream",
+                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
 
 
 def _sse_error(err: BaseException) -> str:

@@ -1,17 +1,24 @@
-"""The chat Bento as users meet it: a real ``bentoml serve`` process, the official ``openai`` SDK, raw HTTP.
+"""The chat Bento as users meet it: a real ``bentoml serve`` process, the official ``openai`` SDK,
+LangChain's ``ChatOpenAI``, the ``llmship`` CLI and raw HTTP.
 
 The tiny model is registered in a real (SQLite) MLflow registry under a fresh
 LLMSHIP_HOME, promoted to champion, and served by the same code path
-``deploy`` uses (``llmship.serving.process.start``) from the source service.
+``deploy`` uses (``llmship.serving.process.start``) from the source service,
+with the embedding service composed in. The last test stops the server while
+a stream is running: it must finish the stream first (graceful drain).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
 import openai
@@ -37,7 +44,8 @@ def server(tiny_built, tiny_onnx, tmp_path_factory):
         ref = registry.register(NAME, tiny_built.folder.parent, tags={"serve_backend": "onnx"})
         registry.promote(NAME, ref.version, GateReport(results=[]))
         port = free_port()
-        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "128"}
+        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "128",
+               "LLMSHIP_MAX_BATCH": "16", "LLMSHIP_MAX_BODY_BYTES": str(256 * 1024)}
         info = process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=port, env=env,
                              wait_s=180, cwd=REPO)
         yield info
@@ -110,8 +118,9 @@ def test_async_client_parallel_requests_all_complete(server):
     ("body", "status", "code", "param"),
     [
         ({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found", "model"),
-        ({"model": NAME, "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400,
-         "unsupported_parameter", "logprobs"),
+        ({"model": NAME, "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}},
+         400, "unsupported_parameter", "response_format"),
+        ({"model": NAME, "messages": [{"role": "user", "content": "hi"}], "n": 99}, 422, "invalid_value", "n"),
         ({"model": NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}, 422,
          "invalid_value", "max_tokens"),
         ({"model": NAME, "messages": []}, 422, "invalid_value", "messages"),
@@ -156,3 +165,169 @@ def test_port_owned_by_someone_else_is_a_clear_error(tiny_built):
         port = squatter.getsockname()[1]
         with pytest.raises(ServeError, match=f"port {port} .* in use"):
             process.start("bentos.chat.service:Chat", model_uri="models:/x@champion", port=port, wait_s=5, cwd=REPO)
+
+
+def _stream(client, **kw):
+    return client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Go on."}],
+                                          stream=True, stream_options={"include_usage": True}, **kw)
+
+
+def test_text_completions_route(client):
+    out = client.completions.create(model=NAME, prompt="Once upon a time", max_tokens=5, temperature=0,
+                                    extra_body={"ignore_eos": True})
+    assert out.object == "text_completion" and out.usage.completion_tokens == 5
+    streamed = client.completions.create(model=NAME, prompt="Once upon a time", max_tokens=5, temperature=0,
+                                         stream=True, extra_body={"ignore_eos": True})
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == out.choices[0].text
+
+
+def test_sixteen_parallel_streams_all_complete_with_exact_usage(server):
+    async def one(aclient, i):
+        stream = await aclient.chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": f"Story number {i}"}], max_tokens=12 + i,
+            temperature=0, stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+        text, usage, reasons = [], None, []
+        async for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                text.append(choice.delta.content or "")
+                if choice.finish_reason:
+                    reasons.append(choice.finish_reason)
+        return "".join(text), usage, reasons
+
+    async def run():
+        aclient = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        return await asyncio.gather(*[one(aclient, i) for i in range(16)])
+
+    results = asyncio.run(run())
+    for i, (_, usage, reasons) in enumerate(results):
+        assert reasons == ["length"]
+        assert usage.completion_tokens == 12 + i
+        assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    stat = httpx.get(f"{server.url}/stat", timeout=10).json()["workers"][0]
+    assert stat["requests_total"] >= 16 and stat["slots_total"] == 16
+
+
+def test_a_client_that_disconnects_frees_its_slot(server):
+    def stat():
+        return httpx.get(f"{server.url}/stat", timeout=10).json()["workers"][0]
+
+    before = stat()["requests_cancelled"]
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=60,
+                      json={"model": NAME, "messages": [{"role": "user", "content": "Talk."}], "max_tokens": 100,
+                            "stream": True, "ignore_eos": True}) as resp:
+        lines = resp.iter_lines()
+        assert [next(lines) for _ in range(3)]  # generation is under way
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (stat()["slots_busy"] or stat()["requests_cancelled"] == before):
+        time.sleep(0.1)
+    after = stat()
+    assert after["slots_busy"] == 0 and after["requests_cancelled"] == before + 1
+
+
+def test_logprobs_n_and_seed_through_the_sdk(client):
+    out = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hi"}], max_tokens=4,
+                                         temperature=0.9, seed=11, n=2, logprobs=True, top_logprobs=2,
+                                         extra_body={"ignore_eos": True})
+    assert [c.index for c in out.choices] == [0, 1]
+    assert out.usage.completion_tokens == 8
+    for choice in out.choices:
+        assert len(choice.logprobs.content) == 4 and all(len(e.top_logprobs) == 2 for e in choice.logprobs.content)
+
+
+def test_server_side_session(client, server):
+    first = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "My name is Ada."}],
+                                           max_tokens=4, extra_body={"session_id": "ada"})
+    second = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Who am I?"}],
+                                            max_tokens=4, extra_body={"session_id": "ada"})
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens + first.usage.completion_tokens
+    assert httpx.get(f"{server.url}/v1/sessions/ada", timeout=10).json()["messages"] == 4
+    assert httpx.delete(f"{server.url}/v1/sessions/ada", timeout=10).status_code == 200
+    missing = httpx.delete(f"{server.url}/v1/sessions/ada", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "session_not_found"
+
+
+def test_embeddings_from_the_composed_service(client):
+    import numpy as np
+
+    out = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a red apple", "a green pear", "tax law"])
+    vectors = np.array([d.embedding for d in out.data])
+    assert vectors.shape == (3, 384) and out.usage.prompt_tokens > 3
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    raw = httpx.post(f"{client.base_url}embeddings", timeout=30,
+                     json={"model": "all-MiniLM-L6-v2", "input": "a red apple", "encoding_format": "base64"}).json()
+    decoded = np.frombuffer(base64.b64decode(raw["data"][0]["embedding"]), dtype="<f4")
+    assert np.allclose(decoded, vectors[0], atol=1e-5)
+    with pytest.raises(openai.BadRequestError, match="at most 256 tokens") as err:
+        client.embeddings.create(model="all-MiniLM-L6-v2", input="word " * 400)
+    assert err.value.code == "context_length_exceeded" and err.value.param == "input"
+
+
+def test_langchain_chat_openai(server):
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=f"{server.url}/v1", api_key="unused", model=NAME, max_tokens=6, temperature=0,
+                     max_retries=0)
+    reply = llm.invoke("Say hello.")
+    assert isinstance(reply.content, str)
+    assert reply.usage_metadata["output_tokens"] >= 1
+    streamed = list(llm.stream("Say hello."))
+    assert "".join(c.content for c in streamed) == reply.content
+
+
+def test_body_too_large_is_413(server):
+    resp = httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (300 * 1024),
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "request_too_large"
+
+
+def test_metrics_carry_vllm_named_series(server, client):
+    client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for name in ("llmship:time_to_first_token_seconds_bucket", "llmship:inter_token_latency_seconds_bucket",
+                 "llmship:e2e_request_latency_seconds_bucket", "llmship:num_requests_running",
+                 "llmship:num_requests_waiting", "llmship:prompt_tokens_total", "llmship:generation_tokens_total",
+                 "llmship:request_success_total"):
+        assert name in text, name
+
+
+def test_cli_chat_and_stat(server):
+    env = {**os.environ}
+    run = [sys.executable, "-m", "llmship.cli"]
+    answer = subprocess.run(run + ["chat", "--url", server.url, "--max-tokens", "4", "--stream", "Hello"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    stat = subprocess.run(run + ["stat", "--url", server.url, "--json"], capture_output=True, text=True, env=env,
+                          timeout=60, check=True)
+    import json
+
+    data = json.loads(stat.stdout)
+    assert data["version"] == f"{NAME}/1" and data["workers"][0]["requests_total"] >= 1
+    repl = subprocess.run(run + ["chat", "--url", server.url, "--max-tokens", "3"], input="Hi there\n\n",
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert repl.returncode == 0 and "chatting with" in repl.stdout
+
+
+def test_zz_stopping_the_server_drains_a_running_stream(server):
+    """SIGTERM mid-stream: the stream still ends with its finish reason and [DONE] (runs last: it stops the server)."""
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read():
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=120,
+                          json={"model": NAME, "messages": [{"role": "user", "content": "Long story."}],
+                                "max_tokens": 80, "stream": True, "ignore_eos": True}) as resp:
+            for line in resp.iter_lines():
+                if line:  # SSE events are separated by blank lines
+                    lines.append(line)
+                    started.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert started.wait(60)
+    os.killpg(server.pid, signal.SIGTERM)
+    reader.join(120)
+    assert lines[-1] == "data: [DONE]", lines[-3:]
+    assert any('"finish_reason":"length"' in line for line in lines)
+

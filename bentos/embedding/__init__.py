@@ -1,0 +1,1 @@
+"""The embedding Bento (``service:Embedding``): MiniLM sentence embeddings, alone or composed into chat."""
