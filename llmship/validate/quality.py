@@ -84,10 +84,17 @@ def smoke(engine: Engine, prompts: list[dict[str, Any]], max_tokens: int = 24) -
 def run_evaluation(hf_dir: str | Path, onnx_dir: str | Path | None, heldout_file: str | Path, smoke_file: str | Path,
                    window: int = 512, stride: int = 256, max_eval_tokens: int | None = None,
                    smoke_max_tokens: int = 24) -> tuple[PerplexityReport, SmokeReport]:
-    """Perplexity with PyTorch (needs every position's logits); smoke prompts on the engine that will serve."""
+    """Perplexity with PyTorch (needs every position's logits); smoke prompts on every engine that may serve.
+
+    Which backend serves is decided later from the benchmark, so both must
+    pass: the report keeps the worse pass rate (and the failing backend's answers).
+    """
     from llmship.engine.loader import load_engine
 
     ppl = perplexity(hf_dir, Path(heldout_file).read_text(), window=window, stride=stride, max_tokens=max_eval_tokens)
-    engine = (load_engine(hf_dir, "onnx", onnx_dir=onnx_dir) if onnx_dir else load_engine(hf_dir, "pytorch",
-                                                                                         dtype="bfloat16"))
-    return ppl, smoke(engine, load_prompts(smoke_file), max_tokens=smoke_max_tokens)
+    prompts = load_prompts(smoke_file)
+    report = smoke(load_engine(hf_dir, "pytorch", dtype="bfloat16"), prompts, max_tokens=smoke_max_tokens)
+    if onnx_dir:
+        onnx_report = smoke(load_engine(hf_dir, "onnx", onnx_dir=onnx_dir), prompts, max_tokens=smoke_max_tokens)
+        report = min(report, onnx_report, key=lambda r: r.pass_rate)
+    return ppl, report
