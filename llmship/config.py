@@ -60,5 +60,18 @@ class ServeConfig(_Strict):
     backend: Literal["auto", "onnx", "pytorch"] = "auto"
     threads: int = 0
     max_model_len: int = 2048
+    max_batch: int = Field(16, ge=1)  # sequences decoded together (continuous batching)
+    max_waiting: int = Field(64, ge=0)  # queued beyond that: 503 with Retry-After
+    always_include_usage: bool = False  # usage in every stream, asked for or not
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     wait_s: float = 300.0
     bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")
+
+    def env(self) -> dict[str, str]:
+        """What the serving process reads (``llmship.serving.load.ServeSettings``, ``llmship.openai.app.ApiSettings``)."""
+        return {"LLMSHIP_SERVE_BACKEND": self.backend, "LLMSHIP_THREADS": str(self.threads),
+                "LLMSHIP_MAX_MODEL_LEN": str(self.max_model_len), "LLMSHIP_MAX_BATCH": str(self.max_batch),
+                "LLMSHIP_MAX_WAITING": str(self.max_waiting),
+                "LLMSHIP_ALWAYS_INCLUDE_USAGE": str(self.always_include_usage).lower(),
+                "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes)}
+

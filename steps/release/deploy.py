@@ -15,8 +15,7 @@ from steps._stack import tracking_uri
 def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, config: ServeConfig) -> Annotated[
         ServerInfo, "server"]:
     model_uri = f"models:/{registry.name}@champion"
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), "LLMSHIP_SERVE_BACKEND": config.backend,
-           "LLMSHIP_THREADS": str(config.threads), "LLMSHIP_MAX_MODEL_LEN": str(config.max_model_len)}
+    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.env()}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
     write_deploy_summary(info, {"bento": bento_tag, "model_name": registry.name, "model_version": promotion.version,
                                 "alias": "champion", "previous": promotion.previous_champion})
