@@ -80,3 +80,11 @@ class EngineUnavailable(LlmshipError):
     status = 503
     type = "server_error"
     code = "engine_unavailable"
+
+
+class GraphError(LlmshipError):
+    """The graph store cannot be started, reached or written (HTTP 503)."""
+
+    status = 503
+    type = "server_error"
+    code = "graph_unavailable"

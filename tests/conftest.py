@@ -55,3 +55,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def graph_server(tmp_path_factory):
+    """Embedded ArcadeDB (Bolt + HTTP on free ports, data in a temp folder) for the whole session, schema ready.
+
+    Started once: a JVM start costs seconds. Stopped (SIGTERM, clean shutdown) at the end.
+    """
+    from llmship.knowledge import server
+    from llmship.knowledge.graph import GraphSettings, GraphStore
+
+    root = tmp_path_factory.mktemp("graph")
+    info = server.start(bolt_port=free_port(), http_port=free_port(), root=root)
+    try:
+        with GraphStore.connect(GraphSettings.for_server(info)) as store:
+            store.ensure_schema()
+        yield info
+    finally:
+        server.stop(root)
+
+
+@pytest.fixture()
+def graph(graph_server):
+    """A connected ``GraphStore`` on the session's ArcadeDB, emptied before the test."""
+    from llmship.knowledge.graph import GraphSettings, GraphStore
+
+    store = GraphStore.connect(GraphSettings.for_server(graph_server))
+    store.clear()
+    try:
+        yield store
+    finally:
+        store.close()
