@@ -120,9 +120,7 @@ def open_cache(config: EmbedConfig) -> EmbeddingCache:
 
 def load_corpus(corpus: CorpusConfig, chunking: ChunkingConfig, embedder: Embedder) -> Corpus:
     """Read the folder (unreadable files skipped and counted) and chunk every document by the embedder's tokens."""
-    loaded = load_documents(corpus.folder, tuple(corpus.patterns))
-    for skipped in loaded.skipped:
-        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    loaded = load_documents(corpus.folder, tuple(corpus.patterns))  # warns once per skipped file
     chunks = chunk_documents(loaded.documents, embedder.count_tokens, chunking.max_tokens, chunking.overlap_tokens)
     return Corpus(documents=loaded.documents, chunks=chunks, skipped=loaded.skipped)
 
