@@ -7,12 +7,13 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui bench bench-serve clean help
+.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
 	@echo "make test     set up, then run the whole test suite"
-	@echo "make serve-stop | status | mlflow-ui | bench | bench-serve | clean"
+	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
+	@echo "make serve-stop | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | clean"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
@@ -28,8 +29,23 @@ setup: $(VENV)/.ready
 stack: setup
 	@$(ENV) python scripts/setup_stack.py --quiet
 
-deploy: stack
+deploy: stack graph-start
 	@scripts/deploy.sh $(CONFIG)
+
+graph-start: setup
+	@$(ENV) llmship graph start
+
+graph-stop: setup
+	@$(ENV) llmship graph stop
+
+refresh: stack graph-start
+	@scripts/pipeline.sh embedding_refresh
+
+kg: stack graph-start
+	@scripts/pipeline.sh kg_update
+
+schedule-knowledge: stack
+	@$(ENV) python -m pipelines.schedule embedding_refresh; $(ENV) python -m pipelines.schedule kg_update
 
 test: setup
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
@@ -55,4 +71,5 @@ bench-serve: setup
 
 clean:
 	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true
+	-@$(ENV) llmship graph stop >/dev/null 2>&1 || true
 	rm -rf .llmship .zen
