@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 #: Every label the store writes, with its unique key (a constraint on each).
 LABEL_KEYS: dict[str, str] = {"Document": "id", "Chunk": "id", "Entity": "key", "Meta": "id"}
 #: Every relationship type the store writes.
-REL_TYPES: tuple[str, ...] = ("FROM_DOCUMENT", "NEXT_CHUNK", "MENTIONS")
+REL_TYPES: tuple[str, ...] = ("FROM_DOCUMENT", "NEXT_CHUNK", "MENTIONS", "CO_OCCURS")
 #: Non-unique lookups that the writes rely on (chunks of a document).
 PLAIN_INDEXES: tuple[tuple[str, str], ...] = (("Chunk", "doc_id"),)
 

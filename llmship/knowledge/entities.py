@@ -11,6 +11,10 @@ entities in the same order. The rules:
   ``’s`` and a leading "the" dropped, punctuation stripped at the edges) and case-folded (``normalise``);
 - GPE and LOC are one linking type, ``PLACE`` (spaCy labels the same town either way); the entity's
   ``label`` is its linking type, the key is ``f"{label}:{normalised}"``;
+- one type per normalised form: the small NER model labels the same name differently in different
+  sentences ("Halloway Gazette" as FAC and as PERSON), so a form takes the type of the stored entity that
+  claims it, else the type most of its mentions have (ties: alphabetical) — ``merge_types=False`` turns
+  this off;
 - organisation suffixes (Ltd, Limited, plc, Inc, Co, Company, Corp, LLC, GmbH, ...) are ignored for linking:
   "Vellmark Ferries Ltd" and "Vellmark Ferries" are one entity keyed ``ORG:vellmark ferries``;
 - a one-word PERSON ("Brenner", or a first name, "Ada") links to the full name whose last or first word it
@@ -183,14 +187,43 @@ def _existing_forms(existing: Iterable[Entity | Mapping[str, Any]]) -> dict[str,
     return forms
 
 
+def _consolidate_types(surfaces: Sequence[str], kinds: Sequence[str],
+                       existing: Mapping[str, Mapping[str, set[str]]]) -> list[str]:
+    """One type per normalised form: the type of the stored entity that claims it (if only one type does),
+    else the type most of its mentions have (ties: alphabetical), so a small NER model's "Halloway Gazette"
+    as FAC twice and PERSON once is one FAC entity."""
+    owners: dict[str, set[str]] = defaultdict(set)
+    for kind, table in existing.items():
+        for keys in table.values():
+            for key in keys:
+                owners[normalise(_key_form(key))].add(kind)
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
+    plain = [normalise(s) for s in surfaces]
+    for form, kind in zip(plain, kinds, strict=True):
+        votes[form][kind] += 1
+    out = []
+    for form, kind in zip(plain, kinds, strict=True):
+        claimed = owners.get(form, set())
+        if kind in claimed or len(claimed) > 1:
+            out.append(kind)
+        elif claimed:
+            out.append(next(iter(claimed)))
+        else:
+            out.append(min(votes[form].items(), key=lambda kv: (-kv[1], kv[0]))[0])
+    return out
+
+
 def link(mentions: Sequence[Mention], existing: Iterable[Entity | Mapping[str, Any]] = (), *,
-         short_name_types: Iterable[str] = SHORT_NAME_TYPES) -> Linking:
+         short_name_types: Iterable[str] = SHORT_NAME_TYPES, merge_types: bool = True) -> Linking:
     """Link mentions to canonical entity keys (see the module docstring). ``existing``: entities already
-    stored (``key``, ``name``, ``aliases``); their keys win for forms they claim alone."""
+    stored (``key``, ``name``, ``aliases``); their keys win for forms they claim alone. ``merge_types``: one
+    type per normalised form (``_consolidate_types``)."""
     short_types = frozenset(short_name_types)
     known = _existing_forms(existing)
     surfaces = [clean_surface(m.text) for m in mentions]
     kinds = [link_type(m.label) for m in mentions]
+    if merge_types:
+        kinds = _consolidate_types(surfaces, kinds, known)
     forms = [match_form(s, k) for s, k in zip(surfaces, kinds, strict=True)]
 
     def exact(kind: str, form: str) -> str | None:
@@ -239,6 +272,8 @@ def link(mentions: Sequence[Mention], existing: Iterable[Entity | Mapping[str, A
 # ---- extraction -----------------------------------------------------------------------------------------------
 
 class EntityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a YAML typo is an error, not a silent default
+
     model: str = DEFAULT_MODEL
     labels: tuple[str, ...] = DEFAULT_LABELS
     pipe_batch_size: int = Field(default=64, ge=1)

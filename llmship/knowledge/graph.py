@@ -6,6 +6,9 @@ Model::
     (:Chunk {id, doc_id, seq, text, hash, embedding})-[:FROM_DOCUMENT]->(:Document)
     (:Chunk)-[:NEXT_CHUNK]->(:Chunk)            consecutive by seq within a document
     (:Entity {key, name, label})<-[:MENTIONS]-(:Chunk)
+    kg_update (llmship.knowledge.kg) adds: Chunk.kg_hash (the hash its mentions were extracted from),
+    MENTIONS {count, surfaces}, Entity {aliases, mention_count, chunk_count, graph_embedding},
+    (:Entity)-[:CO_OCCURS {weight}]->(:Entity)  one direction, a.key < b.key
     (:Meta {id: "meta", <key>: <value>, ...})   one node of version markers
 
 How it writes, and why. The seed chapter this replaces built Cypher with
@@ -131,6 +134,59 @@ MATCH (e:Entity {key: r.entity_key})
 MERGE (c)-[:MENTIONS]->(e)
 """
 
+# kg_update (llmship.knowledge.kg): one chunk batch = these four in one transaction, the kg_hash mark last.
+KG_UNLINK_MENTIONS = """
+UNWIND $rows AS r
+MATCH (c:Chunk {id: r.id})-[m:MENTIONS]->(:Entity)
+DELETE m
+"""
+KG_MERGE_ENTITIES = """
+UNWIND $rows AS r
+MERGE (e:Entity {key: r.key})
+ON CREATE SET e.name = r.name, e.aliases = r.aliases, e.mention_count = 0, e.chunk_count = 0
+SET e.label = r.label
+"""
+KG_LINK_MENTIONS = """
+UNWIND $rows AS r
+MATCH (c:Chunk {id: r.chunk_id})
+MATCH (e:Entity {key: r.key})
+MERGE (c)-[m:MENTIONS]->(e)
+SET m.count = r.count, m.surfaces = r.surfaces
+"""
+KG_MARK_CHUNKS = """
+UNWIND $rows AS r
+MATCH (c:Chunk {id: r.id})
+SET c.kg_hash = r.hash
+"""
+# kg_update's derived data (recomputed from MENTIONS, written as a diff).
+KG_SET_ENTITY_STATS = """
+UNWIND $rows AS r
+MATCH (e:Entity {key: r.key})
+SET e.name = r.name, e.aliases = r.aliases, e.mention_count = r.mention_count, e.chunk_count = r.chunk_count
+"""
+KG_DELETE_ENTITIES = """
+UNWIND $rows AS r
+MATCH (e:Entity {key: r.key})
+DETACH DELETE e
+"""
+KG_DELETE_CO_OCCURS = """
+UNWIND $rows AS r
+MATCH (a:Entity {key: r.a})-[x:CO_OCCURS]->(b:Entity {key: r.b})
+DELETE x
+"""
+KG_MERGE_CO_OCCURS = """
+UNWIND $rows AS r
+MATCH (a:Entity {key: r.a})
+MATCH (b:Entity {key: r.b})
+MERGE (a)-[x:CO_OCCURS]->(b)
+SET x.weight = r.weight
+"""
+KG_SET_GRAPH_EMBEDDINGS = """
+UNWIND $rows AS r
+MATCH (e:Entity {key: r.key})
+SET e.graph_embedding = r.embedding
+"""
+
 #: Named batch writes for ``GraphStore.write`` (pipelines add theirs here, parameterised, never formatted).
 QUERIES: dict[str, str] = {
     "upsert_documents": UPSERT_DOCUMENTS,
@@ -138,6 +194,15 @@ QUERIES: dict[str, str] = {
     "set_embeddings": SET_EMBEDDINGS,
     "upsert_entities": UPSERT_ENTITIES,
     "link_mentions": LINK_MENTIONS,
+    "kg_unlink_mentions": KG_UNLINK_MENTIONS,
+    "kg_merge_entities": KG_MERGE_ENTITIES,
+    "kg_link_mentions": KG_LINK_MENTIONS,
+    "kg_mark_chunks": KG_MARK_CHUNKS,
+    "kg_set_entity_stats": KG_SET_ENTITY_STATS,
+    "kg_delete_entities": KG_DELETE_ENTITIES,
+    "kg_delete_co_occurs": KG_DELETE_CO_OCCURS,
+    "kg_merge_co_occurs": KG_MERGE_CO_OCCURS,
+    "kg_set_graph_embeddings": KG_SET_GRAPH_EMBEDDINGS,
 }
 
 Backend = Literal["arcadedb", "neo4j"]
@@ -311,6 +376,22 @@ class GraphStore:
             raise GraphError(f"unknown graph write {query_name!r}; known: {', '.join(QUERIES)}")
         query = QUERIES[query_name]
         return self._write_batches(query_name, list(rows), lambda tx, batch: tx.run(query, rows=batch).consume())
+
+    def write_together(self, steps: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> int:
+        """Run named ``QUERIES`` statements, in order, each over its rows, in ONE write transaction: all of
+        them or none (a batch that must land whole, e.g. a chunk's mentions and its done-mark). Returns the
+        rows written. Keep each step's rows to about ``batch_size``; they are not split."""
+        for name, _ in steps:
+            if name not in QUERIES:
+                raise GraphError(f"unknown graph write {name!r}; known: {', '.join(QUERIES)}")
+        todo = [(QUERIES[name], list(rows)) for name, rows in steps if rows]
+
+        def work(tx, _batch):
+            for query, rows in todo:
+                tx.run(query, rows=rows).consume()
+
+        self._write_batches("+".join(name for name, _ in steps), [None] if todo else [], work)
+        return sum(len(rows) for _, rows in todo)
 
     # ---- schema -------------------------------------------------------------------------------------------------
 

@@ -72,6 +72,16 @@ def test_org_suffix_variants_and_places_merge():
     assert by_key["PLACE:carrow bay"].mention_count == 2
 
 
+def test_one_type_per_form_by_majority_or_stored_entity():
+    mentions = [_m("Halloway Gazette", "FAC"), _m("Halloway Gazette", "PERSON", "c2"),
+                _m("the Halloway Gazette", "FAC", "c3"), _m("Quarrin", "GPE"), _m("Quarrin", "ORG", "c2")]
+    assert link(mentions).keys == ["FAC:halloway gazette"] * 3 + ["ORG:quarrin"] * 2  # tie: alphabetical
+    assert link(mentions, merge_types=False).keys == [
+        "FAC:halloway gazette", "PERSON:halloway gazette", "FAC:halloway gazette", "PLACE:quarrin", "ORG:quarrin"]
+    stored = [{"key": "PLACE:quarrin", "name": "Quarrin", "label": "PLACE", "aliases": []}]
+    assert link(mentions, stored).keys[3:] == ["PLACE:quarrin"] * 2
+
+
 def test_existing_entities_keep_their_keys():
     existing = [{"key": "PERSON:ada brenner", "name": "Ada Brenner", "label": "PERSON", "aliases": ["Ada"]},
                 {"key": "ORG:vellmark ferries", "name": "Vellmark Ferries Ltd", "label": "ORG", "aliases": []}]

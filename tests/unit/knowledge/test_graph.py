@@ -45,7 +45,8 @@ def test_upserts_are_idempotent(graph):
         graph.upsert_documents(docs)
         graph.upsert_chunks(chunks)
         assert graph.counts() == {"Document": 3, "Chunk": 12, "Entity": 0, "Meta": 0,
-                                  "FROM_DOCUMENT": 12, "NEXT_CHUNK": 9, "MENTIONS": 0}
+                                  "FROM_DOCUMENT": 12, "NEXT_CHUNK": 9, "MENTIONS": 0,
+                                  "CO_OCCURS": 0}
     assert graph.document_hashes() == {"d0": "h0", "d1": "h1", "d2": "h2"}
     assert graph.chunk_hashes("d1") == {f"d1-c{i}": f"d1-h{i}" for i in range(4)}
     assert len(graph.chunk_hashes()) == 12
@@ -104,7 +105,7 @@ def test_delete_stale_chunks_and_their_relationships(graph):
     # deleting a document takes its chunks (and all their relationships) with it
     graph.delete_documents(["d0"])
     assert graph.counts() == {"Document": 1, "Chunk": 2, "Entity": 0, "Meta": 0,
-                              "FROM_DOCUMENT": 2, "NEXT_CHUNK": 1, "MENTIONS": 0}
+                              "FROM_DOCUMENT": 2, "NEXT_CHUNK": 1, "MENTIONS": 0, "CO_OCCURS": 0}
     assert graph.chunk_hashes("d0") == {}
 
 
