@@ -29,7 +29,6 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llmship import paths
+from llmship import paths, procs
 from llmship.errors import GraphError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -106,24 +105,12 @@ def password(root: str | Path | None = None, *, create: bool = True) -> str | No
     return secret
 
 
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+port_in_use = procs.port_in_use
 
 
 def _alive(pid: int) -> bool:
-    try:  # reap our own exited child first (a zombie still answers kill 0)
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not procs.alive(pid):
         return False
-    except PermissionError:
-        return True
     cmdline = Path(f"/proc/{pid}/cmdline")  # a recycled pid must not be mistaken for our server
     if cmdline.exists():
         try:
@@ -221,18 +208,7 @@ def stop(root: str | Path | None = None, timeout_s: float = 30.0) -> GraphServer
     info = status(folder)
     if info is None:
         return None
-    try:
-        os.killpg(info.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout_s
-    while _alive(info.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(info.pid):
-        try:
-            os.killpg(info.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    procs.terminate_group(info.pid, timeout_s, is_alive=_alive)
     _state_file(folder).unlink(missing_ok=True)
     return info
 

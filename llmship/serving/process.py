@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
-from llmship import paths
+from llmship import paths, procs
 from llmship.errors import ServeError
 
 
@@ -42,25 +40,8 @@ def _state_file(port: int) -> Path:
     return paths.sub("serve") / f"{port}.json"
 
 
-def _alive(pid: int) -> bool:
-    try:  # reap it first if it is our own exited child (a zombie still answers kill 0)
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+_alive = procs.alive
+port_in_use = procs.port_in_use
 
 
 def bentoml_executable() -> str:
@@ -132,18 +113,7 @@ def stop(port: int | None = None, timeout_s: float = 30.0) -> list[ServerInfo]:
     for info in status():
         if port is not None and info.port != port:
             continue
-        try:
-            os.killpg(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout_s
-        while _alive(info.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(info.pid):
-            try:
-                os.killpg(info.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        procs.terminate_group(info.pid, timeout_s)
         _state_file(info.port).unlink(missing_ok=True)
         stopped.append(info)
     return stopped
