@@ -327,25 +327,7 @@ def _submit(rt: Runtime, prompts: list[list[int]], params: SamplingParams, n: in
 
 async def _collect(streams: list[TokenStream]) -> list[Completion]:
     """Run every stream to the end; the first failure cancels the others."""
-    async def one(stream: TokenStream) -> Completion:
-        started = time.perf_counter()
-        text, tokens, logprobs = [], [], []
-        out: StepOutput | None = None
-        try:
-            async for out in stream:
-                text.append(out.text_delta)
-                if out.completion_tokens > len(tokens):
-                    tokens.append(out.token_id)
-                logprobs.extend(out.logprobs)
-        finally:
-            stream.close()
-        assert out is not None
-        elapsed = time.perf_counter() - started
-        return Completion(text="".join(text), token_ids=tokens, finish_reason=out.finish_reason or "length",
-                          prompt_tokens=0, completion_tokens=out.completion_tokens, ttft_s=elapsed, seconds=elapsed,
-                          logprobs=logprobs)
-
-    tasks = [asyncio.ensure_future(one(s)) for s in streams]
+    tasks = [asyncio.ensure_future(s.collect()) for s in streams]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:

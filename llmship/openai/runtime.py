@@ -60,24 +60,7 @@ class Runtime:
 
     async def complete(self, prompt: list[int], params: SamplingParams) -> Completion:
         """Run a request to the end and return its text, tokens, usage and (when asked) logprobs."""
-        started = time.perf_counter()
-        ttft: float | None = None
-        text: list[str] = []
-        tokens: list[int] = []
-        logprobs: list[TokenLogprob] = []
-        out: StepOutput | None = None
-        async for out in self.stream(prompt, params):
-            if ttft is None:
-                ttft = time.perf_counter() - started
-            text.append(out.text_delta)
-            if out.completion_tokens > len(tokens):
-                tokens.append(out.token_id)
-            logprobs.extend(out.logprobs)
-        assert out is not None
-        elapsed = time.perf_counter() - started
-        return Completion(text="".join(text), token_ids=tokens, finish_reason=out.finish_reason or "length",
-                          prompt_tokens=len(prompt), completion_tokens=out.completion_tokens,
-                          ttft_s=ttft or elapsed, seconds=elapsed, logprobs=logprobs)
+        return await self.submit(prompt, params).collect()
 
     def close(self, drain_timeout_s: float = 30.0) -> None:
         self.scheduler.close(drain_timeout_s)
@@ -130,6 +113,29 @@ class TokenStream:
             m.e2e.observe(now - self._arrived)
             m.success(item.finish_reason or "length")
         return item
+
+    async def collect(self) -> Completion:
+        """Read the stream to the end into one ``Completion`` (closing it, i.e. cancelling, if interrupted)."""
+        text: list[str] = []
+        tokens: list[int] = []
+        logprobs: list[TokenLogprob] = []
+        out: StepOutput | None = None
+        ttft: float | None = None
+        try:
+            async for out in self:
+                if ttft is None:
+                    ttft = time.perf_counter() - self._arrived
+                text.append(out.text_delta)
+                if out.completion_tokens > len(tokens):
+                    tokens.append(out.token_id)
+                logprobs.extend(out.logprobs)
+        finally:
+            self.close()
+        assert out is not None
+        elapsed = time.perf_counter() - self._arrived
+        return Completion(text="".join(text), token_ids=tokens, finish_reason=out.finish_reason or "length",
+                          prompt_tokens=self._prompt_tokens, completion_tokens=out.completion_tokens,
+                          ttft_s=ttft or elapsed, seconds=elapsed, logprobs=logprobs)
 
     def close(self) -> None:
         """Cancel the request unless it already finished (idempotent)."""
