@@ -153,6 +153,7 @@ def apply_plan(corpus: Corpus, refresh: RefreshPlan, graph: GraphStore, cache: E
     if missing:
         raise RuntimeError(f"{len(missing)} chunks have no cached embedding (first: {missing[0]}); run the embed step")
     written = graph.upsert_chunks([{"id": c.id, "doc_id": c.doc_id, "seq": c.seq, "text": c.text, "hash": c.hash,
+                                    "start_char": c.start_char, "end_char": c.end_char,
                                     "embedding": vectors[c.hash].tolist()} for c in chunks])
     deleted_chunks = graph.delete_chunks(refresh.chunks_to_delete)
     deleted_docs = graph.delete_documents(refresh.documents_to_delete)
@@ -173,8 +174,10 @@ def apply_plan(corpus: Corpus, refresh: RefreshPlan, graph: GraphStore, cache: E
 
 
 def run_embedding_refresh(corpus_config: CorpusConfig, chunking: ChunkingConfig, embed: EmbedConfig,
-                          graph: GraphStore, embedder: Embedder | None = None) -> RefreshReport:
-    """The whole refresh in one call (what the pipeline's steps do one by one)."""
+                          graph: GraphStore, embedder: Embedder | None = None, *,
+                          version: str | None = None) -> RefreshReport:
+    """The whole refresh in one call (what the pipeline's steps do one by one). ``version``: the marker to
+    write when anything changed (default: the UTC time)."""
     started = time.perf_counter()
     embedder = embedder or load_embedder(embed)
     corpus = load_corpus(corpus_config, chunking, embedder)
@@ -182,6 +185,6 @@ def run_embedding_refresh(corpus_config: CorpusConfig, chunking: ChunkingConfig,
     log.info("embedding_refresh plan: %s", refresh.summary())
     with open_cache(embed) as cache:
         stats = embed_planned(corpus, refresh, embedder, cache, embed.batch_size)
-        report = apply_plan(corpus, refresh, graph, cache, embedder.model_id)
+        report = apply_plan(corpus, refresh, graph, cache, embedder.model_id, version=version)
     return report.model_copy(update={"embedded": stats["embedded"], "cache_hits": stats["hits"],
                                      "seconds": time.perf_counter() - started})

@@ -3,7 +3,7 @@
 Model::
 
     (:Document {id, hash, title, source})
-    (:Chunk {id, doc_id, seq, text, hash, embedding})-[:FROM_DOCUMENT]->(:Document)
+    (:Chunk {id, doc_id, seq, text, hash, start_char, end_char, embedding})-[:FROM_DOCUMENT]->(:Document)
     (:Chunk)-[:NEXT_CHUNK]->(:Chunk)            consecutive by seq within a document
     (:Entity {key, name, label})<-[:MENTIONS]-(:Chunk)
     kg_update (llmship.knowledge.kg) adds: Chunk.kg_hash (the hash its mentions were extracted from),
@@ -62,6 +62,7 @@ UPSERT_CHUNKS = """
 UNWIND $rows AS r
 MERGE (c:Chunk {id: r.id})
 SET c.doc_id = r.doc_id, c.seq = r.seq, c.text = r.text, c.hash = r.hash,
+    c.start_char = r.start_char, c.end_char = r.end_char,
     c.embedding = coalesce(r.embedding, c.embedding)
 MERGE (d:Document {id: r.doc_id})
 MERGE (c)-[:FROM_DOCUMENT]->(d)
@@ -221,15 +222,20 @@ class GraphSettings(BaseModel):
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=100_000)
     dimensions: int = Field(default=DEFAULT_DIMENSIONS, ge=1, le=8192)
     connect_timeout_s: float = 5.0
+    max_retry_time_s: float = Field(default=15.0, ge=0, description="how long the driver retries a transaction "
+                                    "on a transient failure (a server restarting); serving uses less, to fail fast")
 
     @classmethod
-    def from_env(cls, root: str | None = None) -> GraphSettings:
+    def from_env(cls, root: str | None = None, *, require_running: bool = False) -> GraphSettings:
         """``NEO4J_URI`` / ``NEO4J_USER`` / ``NEO4J_PASSWORD`` / ``NEO4J_DATABASE`` over the defaults.
 
         The backend is ``$LLMSHIP_GRAPH_BACKEND``, else ``neo4j`` when ``NEO4J_URI`` is set, else ``arcadedb``,
         whose defaults come from the running embedded server's state file (under ``root``, default
         ``LLMSHIP_HOME/graph``) and its password file. ``LLMSHIP_GRAPH_HTTP_URL`` points the arcadedb dialect at
-        another server's HTTP API (default: the Bolt host, port 2480).
+        another server's HTTP API (default: the Bolt host, port 2480). ``require_running``: with the embedded
+        backend and no ``NEO4J_URI``, a server that is not running is a ``GraphError`` rather than the default
+        port (what a one-shot job wants: ``GraphStore.connect()`` asks for it; a long-running service may start
+        before the graph does).
         """
         from llmship.knowledge import server
 
@@ -245,6 +251,11 @@ class GraphSettings(BaseModel):
                        user=env.get("NEO4J_USER", "neo4j"), password=SecretStr(env.get("NEO4J_PASSWORD", "")),
                        database=env.get("NEO4J_DATABASE", "neo4j"), **extra)
         info = server.status(root) if not env.get("NEO4J_URI") else None
+        if require_running and info is None and not env.get("NEO4J_URI"):
+            # Without this, a stopped embedded server would send us to the default port, where another
+            # checkout's server may answer (with another password).
+            raise GraphError(f"the embedded graph is not running (state under {server.graph_home(root)}); "
+                             "start it with `llmship graph start`, or set NEO4J_URI")
         uri = env.get("NEO4J_URI") or (info.uri if info else f"bolt://{server.DEFAULT_HOST}:{server.DEFAULT_BOLT_PORT}")
         http_url = env.get("LLMSHIP_GRAPH_HTTP_URL") or (
             info.http_url if info else f"http://{urlsplit(uri).hostname}:{server.DEFAULT_HTTP_PORT}")
@@ -276,6 +287,10 @@ def _floats(vector: Any) -> list[float] | None:
     return [float(v) for v in values]
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _require(row: Mapping[str, Any], keys: Iterable[str], what: str) -> None:
     missing = [k for k in keys if row.get(k) is None]
     if missing:
@@ -293,19 +308,25 @@ class GraphStore:
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, settings: GraphSettings | None = None) -> GraphStore:
-        """Open a driver and prove it with ``RETURN 1`` in the database; one clear ``GraphError`` otherwise."""
+    def connect(cls, settings: GraphSettings | None = None, *, verify: bool = True) -> GraphStore:
+        """Open a driver and prove it with ``RETURN 1`` in the database; one clear ``GraphError`` otherwise.
+
+        ``verify=False`` skips the proof: for a server (the RAG retrieval service) that must start while the graph
+        is down and answer 503 until it is back — the driver connects on each use, every failure a ``GraphError``.
+        """
         import neo4j
 
-        settings = settings or GraphSettings.from_env()
+        settings = settings or GraphSettings.from_env(require_running=True)
         where = f"{settings.uri} (database {settings.database!r})"
         try:
             driver = neo4j.GraphDatabase.driver(
                 settings.uri, auth=(settings.user, settings.password.get_secret_value()),
                 connection_timeout=settings.connect_timeout_s, connection_acquisition_timeout=30.0,
-                max_transaction_retry_time=15.0)
+                max_transaction_retry_time=settings.max_retry_time_s)
         except (ValueError, neo4j.exceptions.ConfigurationError) as err:
             raise GraphError(f"bad graph URI {settings.uri!r}: {err}") from None
+        if not verify:
+            return cls(driver, settings, dialects.dialect_for(settings))
         try:
             with driver.session(database=settings.database) as session:
                 session.run("RETURN 1 AS ok").consume()
@@ -416,7 +437,8 @@ class GraphStore:
         return self.write("upsert_documents", clean)
 
     def upsert_chunks(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Rows: ``id``, ``doc_id``, ``seq``, ``text``, ``hash`` (required), ``embedding`` (list/array of floats;
+        """Rows: ``id``, ``doc_id``, ``seq``, ``text``, ``hash`` (required), ``start_char``/``end_char`` (the span
+        in the document, optional), ``embedding`` (list/array of floats;
         omitted or None keeps the stored one). Links FROM_DOCUMENT (creating a bare Document if needed) and
         rebuilds NEXT_CHUNK for the touched documents, in the same transaction as each batch."""
         clean = []
@@ -424,6 +446,8 @@ class GraphStore:
             _require(row, ("id", "doc_id", "seq", "text", "hash"), "chunk")
             clean.append({"id": str(row["id"]), "doc_id": str(row["doc_id"]), "seq": int(row["seq"]),
                           "text": str(row["text"]), "hash": str(row["hash"]),
+                          "start_char": _int_or_none(row.get("start_char")),
+                          "end_char": _int_or_none(row.get("end_char")),
                           "embedding": _floats(row.get("embedding"))})
 
         def work(tx, batch):
@@ -503,7 +527,7 @@ class GraphStore:
         """Chunks by id (in the order asked, unknown ids skipped), embeddings included."""
         rows = self.read("UNWIND $ids AS id MATCH (c:Chunk {id: id}) "
                          "RETURN c.id AS id, c.doc_id AS doc_id, c.seq AS seq, c.text AS text, c.hash AS hash, "
-                         "c.embedding AS embedding", ids=list(ids))
+                         "c.start_char AS start_char, c.end_char AS end_char, c.embedding AS embedding", ids=list(ids))
         by_id = {r["id"]: r for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 

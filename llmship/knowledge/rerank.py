@@ -201,3 +201,17 @@ DEFAULT_RERANKER = "embedding"
 
 def default_reranker() -> Reranker | None:
     return CANDIDATES[DEFAULT_RERANKER]()
+
+
+def make_reranker(name: str | None) -> Reranker | None:
+    """A reranker by configuration name: one of ``CANDIDATES`` (``"default"`` is ``DEFAULT_RERANKER``,
+    ``"none"``/empty is no reranking) or ``cross-encoder:<model id or path>``."""
+    name = (name or "none").strip()
+    if name == "default":
+        name = DEFAULT_RERANKER
+    if name.startswith("cross-encoder:"):
+        return CrossEncoderReranker(name.split(":", 1)[1])
+    if name not in CANDIDATES:
+        raise RerankError(f"unknown reranker {name!r}; use one of {', '.join(CANDIDATES)}, default or "
+                          "cross-encoder:<model>")
+    return CANDIDATES[name]()

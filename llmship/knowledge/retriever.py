@@ -52,6 +52,7 @@ RRF_K = 60
 NEIGHBOUR_WEIGHT = 0.5  # a chunk reached through one CO_OCCURS hop counts half a direct mention
 MAX_NEIGHBOURS = 10  # strongest co-occurring entities followed per query
 MAX_NGRAM = 6
+COLLECTION_OVERSAMPLE = 4  # a collection filters the fused ranking, so each retriever is asked for 4× more
 _WORD = re.compile(r"\w+")
 #: Question words and function words dropped from the keyword query (BM25 would otherwise reward chunks full of
 #: "what", "the", "was"); a query of nothing but these keeps its words.
@@ -97,6 +98,8 @@ class ScoredChunk(BaseModel):
     score: float
     scores: dict[str, float] = Field(default_factory=dict)
     rank: int
+    start_char: int | None = None  # the chunk's span in its document's text (None for chunks written before
+    end_char: int | None = None    # spans were stored)
 
 
 @dataclass
@@ -111,6 +114,8 @@ class Candidate:
     text: str = ""
     embedding: np.ndarray | None = None
     entities: frozenset[str] = frozenset()
+    start_char: int | None = None
+    end_char: int | None = None
 
 
 @dataclass
@@ -120,6 +125,23 @@ class QueryInfo:
     text: str
     vector: np.ndarray
     entities: frozenset[str] = frozenset()
+
+
+@dataclass
+class CandidatePool:
+    """What ``Retriever.candidates`` found: the query (vector and entities filled when a reranker will run)
+    and the fused, filled candidates, best first."""
+
+    query: QueryInfo
+    candidates: list[Candidate]
+    version: str | None = None  # the graph's knowledge (embedding_refresh) version the search saw
+
+
+def finalize(candidates: Sequence[Candidate], top_k: int) -> list[ScoredChunk]:
+    """The cut: the first ``top_k`` candidates as ranked ``ScoredChunk``s."""
+    return [ScoredChunk(chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, text=c.text, score=c.score,
+                        scores=c.scores, rank=rank, start_char=c.start_char, end_char=c.end_char)
+            for rank, c in enumerate(candidates[:top_k], start=1)]
 
 
 class CacheInfo(BaseModel):
@@ -226,7 +248,8 @@ class Retriever:
     the best measured on the eval set; None: no reranking)."""
 
     def __init__(self, graph: GraphStore, embedder: Embedder, extractor: EntityExtractor | None = None, *,
-                 cache_size: int = 1024, reranker: Any = "default", lexicon_ttl_s: float = 60.0) -> None:
+                 cache_size: int = 1024, reranker: Any = "default", lexicon_ttl_s: float = 60.0,
+                 version_poll_s: float = 2.0) -> None:
         from llmship.knowledge import rerank
 
         self.graph = graph
@@ -238,6 +261,9 @@ class Retriever:
         self._lexicon: _Lexicon | None = None
         self._lexicon_lock = threading.Lock()
         self._ner_lock = threading.Lock()  # a spaCy pipeline is not safe to share between threads
+        self.version_poll_s = version_poll_s
+        self._version: str | None = None
+        self._version_read_at = -math.inf
 
     # ---- caches -------------------------------------------------------------------------------------------------
 
@@ -247,6 +273,26 @@ class Retriever:
     def invalidate(self) -> None:
         """Forget the entity lexicon (after a kg_update); query vectors stay valid (same model)."""
         self._lexicon = None
+
+    def knowledge_version(self) -> str | None:
+        """The graph's embedding_refresh version marker, read at most every ``version_poll_s``. When it
+        changes (a refresh or kg_update ran while we serve), the entity lexicon is dropped, so the next
+        query sees the new entities; chunks and vectors are read live anyway. A graph that is down keeps
+        the last version known (the search itself reports the outage)."""
+        from llmship.knowledge.embedding_refresh import VERSION_KEY
+
+        now = time.monotonic()
+        if now - self._version_read_at >= self.version_poll_s:
+            try:
+                version = self.graph.get_meta(VERSION_KEY)
+            except GraphError:
+                return self._version
+            self._version_read_at = now
+            version = None if version is None else str(version)
+            if version != self._version:
+                self._version = version
+                self.invalidate()
+        return self._version
 
     @property
     def extractor(self) -> EntityExtractor:
@@ -313,45 +359,65 @@ class Retriever:
 
     # ---- retrieve -----------------------------------------------------------------------------------------------
 
-    async def retrieve(self, query: str, top_k: int = 5, mode: Mode = "hybrid") -> list[ScoredChunk]:
-        """The ``top_k`` best chunks for ``query``, best first (see the module docstring)."""
+    async def retrieve(self, query: str, top_k: int = 5, mode: Mode = "hybrid", *,
+                       collection: str | None = None) -> list[ScoredChunk]:
+        """The ``top_k`` best chunks for ``query``, best first (see the module docstring): ``candidates``,
+        then this retriever's own reranker, then the cut."""
+        needs = getattr(self.reranker, "needs", frozenset()) if self.reranker is not None else frozenset()
+        pool = await self.candidates(query, top_k, mode, collection=collection, pool=self.reranker is not None,
+                                     needs=needs)
+        found = pool.candidates
+        if self.reranker is not None and found:
+            found = self.reranker.rerank(pool.query, found)
+        return finalize(found, top_k)
+
+    async def candidates(self, query: str, top_k: int = 5, mode: Mode = "hybrid", *, collection: str | None = None,
+                         pool: bool = False, needs: frozenset[str] = frozenset()) -> CandidatePool:
+        """Search and fuse, then read the candidates' text, document and title (and, with ``needs`` containing
+        ``"entities"``, their MENTIONS). ``pool``: keep the whole fused pool for a reranker (local or another
+        service) and fill ``query`` with the query's vector (and entities); otherwise the top ``top_k``.
+        ``collection``: only chunks of documents under that folder (``<collection>/...``)."""
         if mode not in MODES:
             raise InvalidRequest(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}", param="mode")
         if top_k < 1:
             raise InvalidRequest("top_k must be >= 1", param="top_k")
         if not query or not query.strip():
             raise InvalidRequest("the query is empty", param="query")
-        n = max(top_k * 4, 20)
+        # A collection is a filter after the search, so ask each retriever for more.
+        n = max(top_k * 4, 20) * (COLLECTION_OVERSAMPLE if collection else 1)
+        version = self.knowledge_version() if time.monotonic() - self._version_read_at < self.version_poll_s \
+            else await asyncio.to_thread(self.knowledge_version)
+        empty = CandidatePool(query=QueryInfo(text=query, vector=np.zeros(0, dtype=np.float32)), candidates=[],
+                              version=version)
         try:
             rankings, components, query_keys = await self._search(query, n, mode)
         except GraphError:
             if await asyncio.to_thread(self._is_empty):  # no chunks yet (indexes may not even exist)
-                return []
+                return empty
             raise
         if mode in ("dense", "keyword"):
             fused = {cid: components[mode][cid] for cid in rankings[mode]}
         else:
             fused = rrf(rankings)
         order = sorted(fused, key=lambda cid: (-fused[cid], cid))
-        pool = order if self.reranker is not None else order[:top_k]
-        if not pool:
-            return []
-        candidates = [Candidate(chunk_id=cid, score=fused[cid],
-                                scores={name: comp[cid] for name, comp in components.items() if cid in comp}
-                                | ({"rrf": fused[cid]} if mode in ("hybrid", "graph") else {}))
-                      for cid in pool]
-        candidates = await self._fill(candidates, need_entities=self._needs("entities"))
-        if self.reranker is not None and candidates:
-            if mode != "graph" and self._needs("entities"):
+        if collection:
+            prefix = collection.strip("/") + "/"
+            order = [cid for cid in order if cid.startswith(prefix)]  # chunk id = "<doc id>#<seq>"
+        order = order if pool else order[:top_k]
+        if not order:
+            return empty
+        found = [Candidate(chunk_id=cid, score=fused[cid],
+                           scores={name: comp[cid] for name, comp in components.items() if cid in comp}
+                           | ({"rrf": fused[cid]} if mode in ("hybrid", "graph") else {}))
+                 for cid in order]
+        found = await self._fill(found, need_entities="entities" in needs)
+        info = empty.query
+        if pool:
+            if mode != "graph" and "entities" in needs:
                 query_keys = await asyncio.to_thread(self.query_entities, query)
             info = QueryInfo(text=query, vector=await asyncio.to_thread(self.embed_query, query),
                              entities=frozenset(query_keys))
-            candidates = self.reranker.rerank(info, candidates)
-        return [ScoredChunk(chunk_id=c.chunk_id, doc_id=c.doc_id, title=c.title, text=c.text, score=c.score,
-                            scores=c.scores, rank=rank) for rank, c in enumerate(candidates[:top_k], start=1)]
-
-    def _needs(self, what: str) -> bool:
-        return self.reranker is not None and what in getattr(self.reranker, "needs", frozenset())
+        return CandidatePool(query=info, candidates=found, version=version)
 
     async def _search(self, query: str, n: int, mode: Mode
                       ) -> tuple[dict[str, list[str]], dict[str, dict[str, float]], set[str]]:
@@ -391,5 +457,6 @@ class Retriever:
             emb = row.get("embedding")
             cand.embedding = None if emb is None else np.asarray(emb, dtype=np.float32)
             cand.entities = mentions.get(cand.chunk_id, frozenset())
+            cand.start_char, cand.end_char = row.get("start_char"), row.get("end_char")
             out.append(cand)
         return out
