@@ -258,7 +258,7 @@ class ResponseHeaders:
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 extra = [(b"x-request-id", request_id)]
-                runtime = scope["app"].state.runtime if "app" in scope else None
+                runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
                 if runtime is not None:
                     extra.append((b"x-llmship-model-version", runtime.served.version.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
