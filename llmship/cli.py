@@ -195,6 +195,44 @@ def _stat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_rag(args: argparse.Namespace) -> int:
+    """Start the RAG service in the background, answering with the chat server ``make deploy`` started."""
+    from pathlib import Path
+
+    from llmship.serving import process
+    from llmship.serving.bento import bentoml_env
+
+    chat_url = args.chat_url
+    model_uri = "-"
+    if chat_url is None:
+        chats = [s for s in process.status() if s.target.endswith(":Chat")]
+        if not chats:
+            raise ServeError("no chat server is running: run `make deploy` first, or pass --chat-url")
+        chat_url, model_uri = f"{chats[0].url}/v1", chats[0].model_uri
+    env = {**bentoml_env(), "LLMSHIP_RAG_CHAT_URL": chat_url}
+    info = process.start("bentos.rag.service:Rag", model_uri=model_uri, host=args.host, port=args.port, env=env,
+                         wait_s=args.wait, cwd=Path(__file__).resolve().parent.parent)
+    print(f"RAG service at {info.url}/v1 (model \"rag\"; POST /v1/retrieve), answering with {chat_url}; "
+          f"log {info.log}")
+    return 0
+
+
+def _eval_rag(args: argparse.Namespace) -> int:
+    from llmship.rag.evaluate import RagEvalConfig, run_rag_eval
+
+    config = RagEvalConfig(questions=args.questions, k=args.k, modes=args.modes.split(","),
+                           rag_url=None if args.no_answers else args.url, max_tokens=args.max_tokens,
+                           log_mlflow=not args.no_mlflow)
+    report, run_id = run_rag_eval(config)
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json") | {"mlflow_run_id": run_id}, indent=2))
+    else:
+        print(report.table())
+        if run_id:
+            print(f"logged to MLflow: experiment rag-eval, run {run_id} (`make mlflow-ui`)")
+    return 0
+
+
 def _graph_start(args: argparse.Namespace) -> int:
     from llmship.knowledge import server
 
@@ -244,6 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     stop = serve.add_parser("stop", help="stop the server(s) llmship started")
     stop.add_argument("--port", type=int, default=None)
     stop.set_defaults(func=_serve_stop)
+    rag = serve.add_parser("rag", help="start the RAG service (retrieval + rerank + the deployed chat model)")
+    rag.add_argument("--host", default="127.0.0.1")
+    rag.add_argument("--port", type=int, default=3001)
+    rag.add_argument("--chat-url", default=None, help="an OpenAI-compatible /v1 (default: the deployed chat server)")
+    rag.add_argument("--wait", type=float, default=300.0, help="seconds to wait until it is ready")
+    rag.set_defaults(func=_serve_rag)
+
+    evaluate = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
+    erag = evaluate.add_parser("rag", help="retrieval recall@k/MRR per mode and the answer citation rate")
+    erag.add_argument("--url", default="http://127.0.0.1:3001", help="the RAG service to ask (citation rate)")
+    erag.add_argument("--no-answers", action="store_true", help="retrieval only; no RAG service needed")
+    erag.add_argument("--questions", default=None, help="a rag_questions.jsonl (default: the shipped set)")
+    erag.add_argument("--k", type=int, default=5)
+    erag.add_argument("--modes", default="dense,keyword,hybrid,graph")
+    erag.add_argument("--max-tokens", type=int, default=64)
+    erag.add_argument("--json", action="store_true")
+    erag.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    erag.set_defaults(func=_eval_rag)
 
     status = sub.add_parser("status", help="registry aliases (champion/previous/challenger) with gate metrics")
     status.add_argument("--name", default="gemma3-270m")

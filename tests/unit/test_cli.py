@@ -62,3 +62,15 @@ def test_usage_error_exits_2(capsys):
         main(["frobnicate"])
     assert err.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_eval_rag_without_a_rag_service(home):
+    from tests.conftest import free_port
+
+    proc = run_cli(home, "eval", "rag", "--url", f"http://127.0.0.1:{free_port()}")
+    assert_one_error_line(proc, "cannot reach the RAG service")
+
+
+def test_serve_rag_without_a_chat_server(home):
+    proc = run_cli(home, "serve", "rag")
+    assert_one_error_line(proc, "no chat server is running")
