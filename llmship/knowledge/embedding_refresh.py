@@ -125,8 +125,16 @@ def load_corpus(corpus: CorpusConfig, chunking: ChunkingConfig, embedder: Embedd
     return Corpus(documents=loaded.documents, chunks=chunks, skipped=loaded.skipped)
 
 
+SPANLESS_CHUNKS = "MATCH (c:Chunk) WHERE c.start_char IS NULL RETURN c.id AS id"
+
+
 def plan(corpus: Corpus, graph: GraphStore) -> RefreshPlan:
-    return plan_refresh(corpus.documents, corpus.chunks, graph.document_hashes(), graph.chunk_hashes())
+    """The refresh plan against the graph. Chunks stored before chunks kept their span (``start_char``) count
+    as changed, so their documents are rewritten once (embeddings come from the cache) and citations get spans."""
+    stored = graph.chunk_hashes()
+    for row in graph.read(SPANLESS_CHUNKS):
+        stored[row["id"]] = ""
+    return plan_refresh(corpus.documents, corpus.chunks, graph.document_hashes(), stored)
 
 
 def _planned_chunks(corpus: Corpus, refresh: RefreshPlan) -> list[Chunk]:

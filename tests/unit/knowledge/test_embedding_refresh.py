@@ -10,6 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from llmship.knowledge.documents import parse_document
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.embedding_refresh import (
     ChunkingConfig,
@@ -65,6 +66,19 @@ def test_a_rerun_on_an_unchanged_folder_embeds_and_writes_nothing(folder, graph,
     assert (second.embedded, second.chunks_written, second.documents_written) == (0, 0, 0)
     assert graph.counts() == counts
     assert second.version == first.version  # the marker moves only when something changed
+
+
+def test_chunks_stored_without_spans_get_them_once(folder, graph, embedder, tmp_path):
+    first = _refresh(folder, graph, embedder, tmp_path)
+    with graph._session() as session:  # as an older release wrote them
+        session.run("MATCH (c:Chunk) REMOVE c.start_char, c.end_char").consume()
+    upgrade = _refresh(folder, graph, embedder, tmp_path)
+    assert upgrade.embedded == 0 and upgrade.chunks_written == first.chunks  # from the cache, all rewritten
+    rows = graph.read("MATCH (c:Chunk) RETURN c.doc_id AS doc, c.text AS text, c.start_char AS s, c.end_char AS e")
+    assert all(r["s"] is not None and r["e"] > r["s"] for r in rows)
+    for r in rows:  # the span indexes the document's (normalised) text
+        assert parse_document(r["doc"], (folder / r["doc"]).read_bytes()).text[r["s"]:r["e"]] == r["text"]
+    assert _refresh(folder, graph, embedder, tmp_path).chunks_written == 0
 
 
 def test_changed_and_deleted_documents_leave_no_stale_chunks(folder, graph, embedder, tmp_path):
