@@ -7,13 +7,14 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup stack deploy test test-fast serve-stop status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve clean help
+.PHONY: setup stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
-	@echo "make serve-stop | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | clean"
+	@echo "make eval-rag run the rag_eval pipeline (recall/MRR per mode, citation rate -> MLflow)"
+	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-rag | clean"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
@@ -44,6 +45,12 @@ refresh: stack graph-start
 kg: stack graph-start
 	@scripts/pipeline.sh kg_update
 
+eval-rag: stack graph-start
+	@scripts/pipeline.sh rag_eval
+
+serve-rag: setup graph-start
+	@$(ENV) llmship serve rag
+
 schedule-knowledge: stack
 	@$(ENV) python -m pipelines.schedule embedding_refresh; $(ENV) python -m pipelines.schedule kg_update
 
@@ -68,6 +75,9 @@ bench: setup
 
 bench-serve: setup
 	@$(ENV) python benchmarks/serve_bench.py
+
+bench-rag: setup
+	@$(ENV) python benchmarks/rag_bench.py
 
 clean:
 	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true

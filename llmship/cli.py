@@ -33,7 +33,10 @@ llmship deployed{took}
   model          models:/{model}@{s['alias']}  = version {s['model_version']}"""
           + (f"  (previous: {s['previous']})" if s.get("previous") else "") + f"""
   bento          {s['bento']}
-  server log     {s['log']}
+  server log     {s['log']}"""
+          + (f"""
+  RAG service    {s['rag_url']}/v1  (model "rag", cited answers; POST /v1/retrieve)""" if s.get("rag_url") else "")
+          + f"""
 
 Try it:
   curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' \\
@@ -197,21 +200,17 @@ def _stat(args: argparse.Namespace) -> int:
 
 def _serve_rag(args: argparse.Namespace) -> int:
     """Start the RAG service in the background, answering with the chat server ``make deploy`` started."""
-    from pathlib import Path
-
     from llmship.serving import process
-    from llmship.serving.bento import bentoml_env
+    from llmship.serving.rag import start_rag
 
     chat_url = args.chat_url
     model_uri = "-"
     if chat_url is None:
-        chats = [s for s in process.status() if s.target.endswith(":Chat")]
+        chats = [s for s in process.status() if s.target != "bentos.rag.service:Rag"]
         if not chats:
             raise ServeError("no chat server is running: run `make deploy` first, or pass --chat-url")
         chat_url, model_uri = f"{chats[0].url}/v1", chats[0].model_uri
-    env = {**bentoml_env(), "LLMSHIP_RAG_CHAT_URL": chat_url}
-    info = process.start("bentos.rag.service:Rag", model_uri=model_uri, host=args.host, port=args.port, env=env,
-                         wait_s=args.wait, cwd=Path(__file__).resolve().parent.parent)
+    info = start_rag(chat_url, model_uri=model_uri, host=args.host, port=args.port, wait_s=args.wait)
     print(f"RAG service at {info.url}/v1 (model \"rag\"; POST /v1/retrieve), answering with {chat_url}; "
           f"log {info.log}")
     return 0

@@ -65,6 +65,8 @@ class ServeConfig(_Strict):
     always_include_usage: bool = False  # usage in every stream, asked for or not
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     wait_s: float = 300.0
+    rag: bool = True  # also start the RAG service, answering with this chat server
+    rag_port: int = Field(3001, ge=1, le=65535)
     bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")
 
     def env(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.slow
 NAME = "gemma3-270m"
+RAG_PORT: list[int] = []  # the story's RAG service port (one for all runs: a re-run replaces that server)
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -38,6 +39,7 @@ def _config(tmp: Path, port: int, **gates) -> Path:
     params = config["parameters"]
     params["benchmark"].update(batches=[1, 4], max_tokens=16)
     params["serve"]["port"] = port
+    params["serve"]["rag_port"] = RAG_PORT[0]
     params["gates"].update(gates)
     path = tmp / f"deploy-{len(list(tmp.glob('deploy-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -56,6 +58,7 @@ def story(tmp_path_factory):
     env = _env(home)
     subprocess.run(["python", "scripts/setup_stack.py", "--quiet"], cwd=REPO, env=env, check=True)
     port = free_port()
+    RAG_PORT[:] = [free_port()]
     yield env, tmp, port, home
     subprocess.run(["llmship", "serve", "stop"], cwd=REPO, env=env, capture_output=True)
 
@@ -99,6 +102,9 @@ def test_1_first_deploy_serves_a_validated_champion(story):
 
     info = subprocess.run(["llmship", "serve", "info"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert f"http://127.0.0.1:{port}" in info.stdout and "version 1" in info.stdout and "curl" in info.stdout
+    rag_url = f"http://127.0.0.1:{RAG_PORT[0]}"
+    assert f"{rag_url}/v1" in info.stdout  # the RAG service shipped next to the chat model
+    assert [m["id"] for m in httpx.get(f"{rag_url}/v1/models", timeout=10).json()["data"]] == ["rag"]
     assert not (REPO / "mlruns").exists()
 
 
