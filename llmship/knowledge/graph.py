@@ -523,12 +523,21 @@ class GraphStore:
             rows = self.read("MATCH (c:Chunk {doc_id: $doc_id}) RETURN c.id AS id, c.hash AS hash", doc_id=doc_id)
         return {r["id"]: r["hash"] for r in rows}
 
-    def chunks(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Chunks by id (in the order asked, unknown ids skipped), embeddings included."""
+    def chunks(self, ids: Sequence[str], embeddings: bool | Iterable[str] = True) -> list[dict[str, Any]]:
+        """Chunks by id (in the order asked, unknown ids skipped). ``embeddings``: True for every chunk's, False
+        for none (``embedding`` None), or the ids that need theirs — reading 384 floats per chunk over Bolt is
+        most of this call's cost, so a caller asks only for what it will use."""
         rows = self.read("UNWIND $ids AS id MATCH (c:Chunk {id: id}) "
                          "RETURN c.id AS id, c.doc_id AS doc_id, c.seq AS seq, c.text AS text, c.hash AS hash, "
-                         "c.start_char AS start_char, c.end_char AS end_char, c.embedding AS embedding", ids=list(ids))
-        by_id = {r["id"]: r for r in rows}
+                         "c.start_char AS start_char, c.end_char AS end_char", ids=list(ids))
+        by_id = {r["id"]: r | {"embedding": None} for r in rows}
+        wanted = list(ids) if embeddings is True else [] if embeddings is False else \
+            [i for i in dict.fromkeys(embeddings) if i in by_id]
+        if wanted:
+            for r in self.read("UNWIND $ids AS id MATCH (c:Chunk {id: id}) RETURN c.id AS id, "
+                               "c.embedding AS embedding", ids=wanted):
+                if r["id"] in by_id:
+                    by_id[r["id"]]["embedding"] = r["embedding"]
         return [by_id[i] for i in ids if i in by_id]
 
     def counts(self) -> dict[str, int]:

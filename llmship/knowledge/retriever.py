@@ -17,8 +17,9 @@ call and the embedding run in ``asyncio.to_thread``):
   RRF; a query with no known entity is plain hybrid.
 
 Each retriever contributes ``max(top_k * 4, 20)`` candidates. The fused candidates (the top ``top_k``, or
-the whole pool when a reranker is configured) are read with ONE ``graph.chunks(ids)`` call (plus one read
-of their documents' titles, and of their mentions for the entity-overlap reranker, concurrently).
+the whole pool when a reranker is configured) are read with ONE ``graph.chunks(ids)`` call — embeddings only
+of the candidates the reranker needs them for (``needs_embedding``) — plus one read of their documents'
+titles, and of their mentions for the entity-overlap reranker, concurrently.
 
 Query embeddings are kept in an LRU cache keyed by the query text (``cache_info()``: hits, misses, size).
 The entity lexicon (names and aliases → keys) is read once and re-read after ``lexicon_ttl_s`` or
@@ -135,6 +136,24 @@ class CandidatePool:
     query: QueryInfo
     candidates: list[Candidate]
     version: str | None = None  # the graph's knowledge (embedding_refresh) version the search saw
+
+
+def needs_embedding(candidate: Candidate, needs: frozenset[str]) -> bool:
+    """Whether a reranker with these ``needs`` must see this candidate's stored embedding: ``"embeddings"``
+    always; ``"cosine"`` (the query-chunk cosine) only when the dense search did not already score it —
+    its score is (1 + cos) / 2 (``cosine_to_query``)."""
+    return "embeddings" in needs or ("cosine" in needs and "dense" not in candidate.scores)
+
+
+def cosine_to_query(candidate: Candidate, query_vector: np.ndarray) -> float:
+    """cos(query, chunk): from the dense score when the vector index scored it, else from the embedding."""
+    if "dense" in candidate.scores:
+        return 2.0 * candidate.scores["dense"] - 1.0
+    emb = candidate.embedding
+    if emb is None or len(emb) != len(query_vector):
+        return -1.0
+    denom = float(np.linalg.norm(emb) * np.linalg.norm(query_vector)) or 1.0
+    return float(np.dot(emb, query_vector) / denom)
 
 
 def finalize(candidates: Sequence[Candidate], top_k: int) -> list[ScoredChunk]:
@@ -410,7 +429,7 @@ class Retriever:
                            scores={name: comp[cid] for name, comp in components.items() if cid in comp}
                            | ({"rrf": fused[cid]} if mode in ("hybrid", "graph") else {}))
                  for cid in order]
-        found = await self._fill(found, need_entities="entities" in needs)
+        found = await self._fill(found, needs)
         info = empty.query
         if pool:
             if mode != "graph" and "entities" in needs:
@@ -436,10 +455,13 @@ class Retriever:
         components = {name: dict(hits) for name, hits in results.items()}
         return rankings, components, query_keys
 
-    async def _fill(self, candidates: list[Candidate], need_entities: bool) -> list[Candidate]:
-        """Text, document, title (and mentions) of the candidates; ids no longer in the graph are dropped."""
+    async def _fill(self, candidates: list[Candidate], needs: frozenset[str]) -> list[Candidate]:
+        """Text, document, title (embeddings and mentions as ``needs`` says) of the candidates; ids no longer in
+        the graph are dropped."""
+        need_entities = "entities" in needs
         ids = [c.chunk_id for c in candidates]
-        chunks = await asyncio.to_thread(self.graph.chunks, ids)
+        chunks = await asyncio.to_thread(self.graph.chunks, ids, [c.chunk_id for c in candidates
+                                                                  if needs_embedding(c, needs)])
         by_id = {row["id"]: row for row in chunks}
         doc_ids = sorted({row["doc_id"] for row in chunks})
         reads = [asyncio.to_thread(self.graph.read, TITLES, ids=doc_ids)]
