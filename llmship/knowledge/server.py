@@ -213,6 +213,17 @@ def stop(root: str | Path | None = None, timeout_s: float = 30.0) -> GraphServer
     return info
 
 
+def default_heap() -> str:
+    """A quarter of the machine's memory, between 1 and 4 GiB (``LLMSHIP_GRAPH_HEAP`` overrides). At 1 GiB the
+    page cache could not hold a 100k-chunk full-text index: keyword p95 was 390 ms there, 91 ms at 4 GiB
+    (benchmarks/rag_bench.py)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "1g"
+    return f"{max(1, min(4, total // 4 // 2**30))}g"
+
+
 def run(*, root: Path, host: str, bolt_port: int, http_port: int, database: str, heap: str) -> int:
     """The detached child: run ArcadeDB in this process until SIGTERM/SIGINT."""
     done = threading.Event()
@@ -249,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--bolt-port", type=int, default=DEFAULT_BOLT_PORT)
     r.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT)
     r.add_argument("--database", default=DEFAULT_DATABASE)
-    r.add_argument("--heap", default=os.environ.get("LLMSHIP_GRAPH_HEAP", "1g"))
+    r.add_argument("--heap", default=os.environ.get("LLMSHIP_GRAPH_HEAP") or default_heap())
     args = parser.parse_args(argv)
     return run(root=args.root.resolve(), host=args.host, bolt_port=args.bolt_port, http_port=args.http_port,
                database=args.database, heap=args.heap)
