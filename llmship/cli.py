@@ -232,6 +232,51 @@ def _eval_rag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """``llmship keys create|list|revoke|rotate|usage``: the gateway's API keys (secrets printed once)."""
+    from llmship.gateway.keys import KeyStore, parse_duration
+
+    store = KeyStore()
+    try:
+        if args.action == "create":
+            models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            record, key = store.create(args.name, rpm=args.rpm, tpm=args.tpm, max_parallel=args.max_parallel,
+                                       models=models, expires_in_s=parse_duration(args.expires) if args.expires
+                                       else None)
+            print(key)
+            print(f"created key {record.name!r} (id {record.id}); this is the only time the key is shown",
+                  file=sys.stderr)
+        elif args.action == "rotate":
+            record, key = store.rotate(args.name)
+            print(key)
+            print(f"rotated key {record.name!r} (new id {record.id}); the old key no longer works", file=sys.stderr)
+        elif args.action == "revoke":
+            record = store.revoke(args.name)
+            print(f"revoked key {record.name!r} (id {record.id})")
+        else:
+            records = store.list()
+            if args.json:
+                print(json.dumps([r.model_dump() | {"active": r.active} for r in records], indent=2))
+                return 0
+
+            def when(t: float | None) -> str:
+                return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+            if args.action == "usage":
+                print(f"{'name':<20} {'requests':>9} {'tokens':>10}  last used")
+                for r in records:
+                    print(f"{r.name:<20} {r.requests:>9} {r.tokens:>10}  {when(r.last_used_at)}")
+            else:
+                print(f"{'name':<20} {'id':<9} {'status':<8} {'rpm':>6} {'tpm':>8}  {'models':<20} expires")
+                for r in records:
+                    status = "revoked" if r.revoked_at else "active" if r.active else "expired"
+                    print(f"{r.name:<20} {r.id:<9} {status:<8} {r.rpm or '-':>6} {r.tpm or '-':>8}  "
+                          f"{','.join(r.models) if r.models else '*':<20} {when(r.expires_at)}")
+    finally:
+        store.close()
+    return 0
+
+
 def _graph_start(args: argparse.Namespace) -> int:
     from llmship.knowledge import server
 
@@ -287,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     rag.add_argument("--chat-url", default=None, help="an OpenAI-compatible /v1 (default: the deployed chat server)")
     rag.add_argument("--wait", type=float, default=300.0, help="seconds to wait until it is ready")
     rag.set_defaults(func=_serve_rag)
+
+    keys_parser = sub.add_parser("keys", help="API keys for the gateway")
+    keys_parser.set_defaults(func=_keys)
+    keys = keys_parser.add_subparsers(dest="action", required=True)
+    kcreate = keys.add_parser("create", help="create a key; prints it once (only a salted hash is stored)")
+    kcreate.add_argument("--name", required=True)
+    kcreate.add_argument("--rpm", type=int, default=None, help="requests per minute")
+    kcreate.add_argument("--tpm", type=int, default=None, help="tokens per minute (prompt + max_tokens)")
+    kcreate.add_argument("--max-parallel", type=int, default=None, help="requests in flight at once")
+    kcreate.add_argument("--models", default=None, help="comma-separated model ids it may use (default: all)")
+    kcreate.add_argument("--expires", default=None, help="lifetime, e.g. 30d, 12h (default: never)")
+    for name, text in (("revoke", "revoke a key now"), ("rotate", "new secret, same name and limits")):
+        p = keys.add_parser(name, help=text)
+        p.add_argument("name")
+    for name, text in (("list", "keys with their limits and status"), ("usage", "requests, tokens, last use")):
+        keys.add_parser(name, help=text).add_argument("--json", action="store_true")
 
     evaluate = sub.add_parser("eval", help="evaluations").add_subparsers(dest="what", required=True)
     erag = evaluate.add_parser("rag", help="retrieval recall@k/MRR per mode and the answer citation rate")

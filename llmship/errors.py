@@ -88,3 +88,27 @@ class GraphError(LlmshipError):
     status = 503
     type = "server_error"
     code = "graph_unavailable"
+
+
+class AuthenticationError(LlmshipError):
+    """A missing, unknown, revoked or expired API key (HTTP 401, like OpenAI's ``invalid_api_key``)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(LlmshipError):
+    """A valid key that may not use this model or route (HTTP 403)."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class KeyRequestError(LlmshipError):
+    """A key-management request that cannot be done (unknown name, duplicate name, bad expiry)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_key_request"

@@ -1,0 +1,105 @@
+"""API keys: salted hashes only, verification, revocation, rotation, expiry, model allow-lists, usage, CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from llmship.errors import AuthenticationError, KeyRequestError, PermissionDenied
+from llmship.gateway.keys import KeyStore, parse_duration
+from tests.unit.test_cli import assert_one_error_line, run_cli
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = KeyStore(tmp_path / "keys.db")
+    yield s
+    s.close()
+
+
+def test_a_key_verifies_and_only_its_salted_hash_is_stored(store, tmp_path):
+    record, key = store.create("team-a", rpm=60, tpm=10_000, models=["rag", "gemma3-270m"])
+    assert key.startswith("sk-llmship-") and record.models == ["gemma3-270m", "rag"]
+    assert store.verify(key, model="rag").name == "team-a"
+    raw = (tmp_path / "keys.db").read_bytes()
+    secret = key.rsplit("-", 1)[-1]
+    assert secret.encode() not in raw and key.encode() not in raw
+    assert (tmp_path / "keys.db").stat().st_mode & 0o777 == 0o600
+    store.create("team-b")
+    rows = sqlite3.connect(tmp_path / "keys.db").execute("SELECT salt, hash FROM keys").fetchall()
+    assert len({r[0] for r in rows}) == 2 and len({r[1] for r in rows}) == 2  # per-key salts
+
+
+@pytest.mark.parametrize("bad", [None, "", "sk-nope", "sk-llmship-00000000-" + "x" * 43])
+def test_missing_or_unknown_keys_are_401(store, bad):
+    store.create("a")
+    with pytest.raises(AuthenticationError) as err:
+        store.verify(bad)
+    assert err.value.status == 401 and err.value.code == "invalid_api_key"
+    if bad:
+        assert bad not in str(err.value)  # a message never echoes the key
+
+
+def test_a_tampered_secret_is_401(store):
+    _, key = store.create("a")
+    with pytest.raises(AuthenticationError):
+        store.verify(key[:-1] + ("A" if key[-1] != "A" else "B"))
+
+
+def test_revoke_rotate_and_expiry(store):
+    _, key = store.create("a", rpm=5)
+    _, new = store.rotate("a")
+    with pytest.raises(AuthenticationError):
+        store.verify(key)
+    assert store.verify(new).rpm == 5  # same limits
+    store.revoke("a")
+    with pytest.raises(AuthenticationError, match="revoked"):
+        store.verify(new)
+    with pytest.raises(KeyRequestError):
+        store.rotate("a")
+    _, short = store.create("short", expires_in_s=0.2)
+    assert store.verify(short)
+    time.sleep(0.3)
+    with pytest.raises(AuthenticationError, match="expired"):
+        store.verify(short)
+
+
+def test_model_allow_list_is_403(store):
+    _, key = store.create("a", models=["rag"])
+    with pytest.raises(PermissionDenied) as err:
+        store.verify(key, model="gemma3-270m")
+    assert err.value.status == 403 and err.value.param == "model"
+
+
+def test_names_are_unique_and_usage_is_counted(store):
+    record, _ = store.create("a")
+    with pytest.raises(KeyRequestError, match="exists"):
+        store.create("a")
+    store.record_usage(record.id, tokens=120)
+    store.record_usage(record.id, tokens=30)
+    got = store.get("a")
+    assert (got.requests, got.tokens) == (2, 150) and got.last_used_at
+
+
+def test_durations():
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("12h") == 43200
+    for bad in ("0d", "3y", "soon", ""):
+        with pytest.raises(KeyRequestError):
+            parse_duration(bad)
+
+
+def test_cli_prints_the_key_once_and_manages_it(home):
+    created = run_cli(home, "keys", "create", "--name", "ci", "--rpm", "10", "--models", "rag", "--expires", "1d")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("sk-llmship-") and "only time" in created.stderr
+    listed = run_cli(home, "keys", "list")
+    assert "ci" in listed.stdout and key not in listed.stdout and "active" in listed.stdout
+    assert run_cli(home, "keys", "revoke", "ci").returncode == 0
+    assert "revoked" in run_cli(home, "keys", "list").stdout
+    assert_one_error_line(run_cli(home, "keys", "create", "--name", "ci"), "exists")
+    assert_one_error_line(run_cli(home, "keys", "revoke", "nope"), "no key named 'nope'")
+    assert_one_error_line(run_cli(home, "keys", "create", "--name", "x", "--expires", "soon"), "bad duration")
+    assert "requests" in run_cli(home, "keys", "usage").stdout
