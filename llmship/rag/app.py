@@ -65,8 +65,8 @@ def create_rag_app(service: RagService | None = None, *, max_body_bytes: int = 4
         prep = await rag.prepare(body)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            headers = await rag.stream_headers(prep)
-            return _sse_response(rag.stream(prep, include_usage), headers)
+            headers, events = await rag.open_stream(prep, include_usage)
+            return _sse_response(events, headers)
         answer = await rag.answer(prep)
         return JSONResponse(answer.body, headers=answer.headers)
 

@@ -3,7 +3,7 @@ the chat model, mark which sources the answer cites.
 
 The three parts are protocols (``RetrievalBackend``, ``RerankBackend``, ``ChatUpstream``), so the same code
 runs in-process (tests, benchmarks, ``llmship eval rag``) and as the ingress of the composed BentoML services.
-``answer``/``stream`` produce OpenAI chat-completion objects with one addition, ``citations``: in the response
+``answer``/``open_stream`` produce OpenAI chat-completion objects with one addition, ``citations``: in the response
 body, and in a last SSE chunk (``choices: []``) before ``[DONE]`` — the openai SDK keeps unknown fields, so
 ``completion.citations`` reads them unmodified. No sources → the fixed ``NO_SOURCES_ANSWER`` (finish
 ``stop``, zero usage), not an error and no model call.
@@ -12,7 +12,6 @@ body, and in a last SSE chunk (``choices: []``) before ``[DONE]`` — the openai
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmship.errors import InvalidRequest, ModelNotFound
-from llmship.knowledge.retriever import Candidate, Mode, finalize
+from llmship.knowledge.retriever import Mode, finalize
 from llmship.rag.backends import RerankBackend, RetrievalBackend
 from llmship.rag.cache import ResponseCache, cache_key
 from llmship.rag.citations import Citation, cite
@@ -31,7 +30,6 @@ from llmship.rag.prompt import INSTRUCTION, NO_SOURCES_ANSWER, fit_sources, grou
 from llmship.rag.protocol import RAG_MODEL, RagChatRequest, RetrieveResponse
 from llmship.rag.upstream import ChatUpstream
 
-log = logging.getLogger(__name__)
 #: Request fields that are not passed to the chat model as they are.
 _OWN_FIELDS = {"model", "messages", "rag", "stream", "stream_options", "session_id", "n"}
 
@@ -72,11 +70,6 @@ class Prepared:
 class Answer:
     body: dict[str, Any]
     headers: dict[str, str]
-
-
-def to_citation(index: int, c: Candidate) -> Citation:
-    return Citation(index=index, doc_id=c.doc_id, chunk_id=c.chunk_id, title=c.title, score=c.score,
-                    scores=c.scores, text=c.text, start_char=c.start_char, end_char=c.end_char)
 
 
 class RagService:
@@ -176,16 +169,19 @@ class RagService:
         body["citations"] = [c.model_dump() for c in cite(text, prep.sources)]
         return Answer(body, self._headers(prep, version, state))
 
-    async def stream_headers(self, prep: Prepared) -> dict[str, str]:
-        """Headers for a streamed answer (sent before the first token, so the version is the one announced)."""
+    async def open_stream(self, prep: Prepared, include_usage: bool) -> tuple[dict[str, str], AsyncIterator[str]]:
+        """The headers of a streamed answer (sent before the first token) and its SSE lines. The response cache is
+        looked up once, here, so the ``x-llmship-cache`` header and the stream agree (and the hit counts once)."""
         if not prep.sources:
-            return self._headers(prep, None, None)
+            return self._headers(prep, None, None), self._stream(prep, include_usage, None, None)
         info = await self.upstream.model_info()
         key = await self._key(prep)
-        state = None if key is None else ("hit" if self.cache.get(key) is not None else "miss")
-        return self._headers(prep, info.version, state)
+        hit = self.cache.get(key) if key else None
+        state = None if key is None else ("hit" if hit is not None else "miss")
+        return self._headers(prep, info.version, state), self._stream(prep, include_usage, key, hit)
 
-    async def stream(self, prep: Prepared, include_usage: bool) -> AsyncIterator[str]:
+    async def _stream(self, prep: Prepared, include_usage: bool, key: str | None, hit: dict[str, Any] | None
+                      ) -> AsyncIterator[str]:
         """SSE lines: role, content deltas, finish, usage (when asked), citations, ``[DONE]``. Errors after the
         first byte travel in-band as an OpenAI error object (``llmship.openai.app._sse_error``)."""
         from llmship.openai.app import _sse_error
@@ -214,8 +210,6 @@ class RagService:
                 yield event([], citations=[])
                 yield "data: [DONE]\n\n"
                 return
-            key = await self._key(prep)
-            hit = self.cache.get(key) if key else None
             if hit is not None:
                 text = hit["content"]
                 for line in replay(text, hit["finish_reason"], hit["usage"]):
