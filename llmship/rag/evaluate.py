@@ -129,12 +129,9 @@ def log_to_mlflow(report: RagEvalReport, *, params: dict[str, Any] | None = None
     """One MLflow run in experiment ``rag-eval``: metrics, params, the whole report as ``rag_eval.json``."""
     import mlflow
 
-    from llmship import paths
+    from llmship.registry import ModelRegistry
 
-    mlflow.set_tracking_uri(tracking_uri or paths.mlflow_tracking_uri())
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
-        EXPERIMENT, artifact_location=str(paths.sub("mlflow", "artifacts") / EXPERIMENT))
+    experiment_id = ModelRegistry(tracking_uri).ensure_experiment(EXPERIMENT)  # (also sets mlflow's tracking URI)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"rag-eval-{time.strftime('%Y%m%d-%H%M%S')}") as run:
         mlflow.log_params({"k": report.retrieval.k, "questions": next(iter(report.retrieval.modes.values())).questions,
                            **(params or {})})
