@@ -26,7 +26,6 @@ Batch size barely matters (8, 32, 64: within 10 %).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmship.config import env_overrides
 from llmship.errors import ContextLengthExceeded, InvalidRequest, SourceError
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
@@ -75,10 +75,7 @@ class EmbedderSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> EmbedderSettings:
-        env = os.environ if environ is None else environ
-        values = {name: env[f"LLMSHIP_EMBED_{name.upper()}"] for name in cls.model_fields
-                  if env.get(f"LLMSHIP_EMBED_{name.upper()}")}
-        return cls(**values)
+        return cls(**env_overrides(cls.model_fields, "LLMSHIP_EMBED_", environ, skip_empty=True))
 
 
 class Embedder:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from llmship.config import env_overrides
 from llmship.engine.base import Completion, SamplingParams, StepOutput, TokenLogprob
 from llmship.errors import EngineUnavailable, InvalidRequest, LlmshipError, ModelNotFound
 from llmship.openai import errors
@@ -60,9 +60,7 @@ class ApiSettings(BaseModel):
 
     @classmethod
     def from_env(cls) -> "ApiSettings":
-        values = {name: os.environ[f"LLMSHIP_{name.upper()}"] for name in cls.model_fields
-                  if f"LLMSHIP_{name.upper()}" in os.environ}
-        return cls.model_validate(values)
+        return cls.model_validate(env_overrides(cls.model_fields, "LLMSHIP_"))
 
 
 def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = None,

@@ -12,7 +12,6 @@ body, and in a last SSE chunk (``choices: []``) before ``[DONE]`` — the openai
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from llmship.config import env_overrides
 from llmship.errors import InvalidRequest, ModelNotFound
 from llmship.knowledge.retriever import Mode, finalize
 from llmship.rag.backends import RerankBackend, RetrievalBackend
@@ -48,9 +48,7 @@ class RagSettings(BaseModel):
 
     @classmethod
     def from_env(cls) -> RagSettings:
-        values = {name: os.environ[f"LLMSHIP_RAG_{name.upper()}"] for name in cls.model_fields
-                  if f"LLMSHIP_RAG_{name.upper()}" in os.environ}
-        return cls.model_validate(values)
+        return cls.model_validate(env_overrides(cls.model_fields, "LLMSHIP_RAG_"))
 
 
 @dataclass
