@@ -201,12 +201,12 @@ def _stat(args: argparse.Namespace) -> int:
 def _serve_rag(args: argparse.Namespace) -> int:
     """Start the RAG service in the background, answering with the chat server ``make deploy`` started."""
     from llmship.serving import process
-    from llmship.serving.rag import start_rag
+    from llmship.serving.rag import TARGET, start_rag
 
     chat_url = args.chat_url
     model_uri = "-"
     if chat_url is None:
-        chats = [s for s in process.status() if s.target != "bentos.rag.service:Rag"]
+        chats = [s for s in process.status() if s.target != TARGET]
         if not chats:
             raise ServeError("no chat server is running: run `make deploy` first, or pass --chat-url")
         chat_url, model_uri = f"{chats[0].url}/v1", chats[0].model_uri

@@ -1,9 +1,9 @@
 """The chat model behind RAG answers: any OpenAI-compatible ``/v1`` (llmship's chat service, vLLM, OpenAI),
 called with the official ``openai`` SDK.
 
-``ChatUpstream(base_url, http_client=...)``: inside ``bentos/rag`` the client is the ``bentoml.depends(Chat)``
-dependency's own httpx client (a local socket), or a URL (``LLMSHIP_RAG_CHAT_URL``) for a chat service
-elsewhere. The served model's id and version (``/v1/models``: llmship puts the registry version in ``root``)
+``ChatUpstream(base_url, http_client=...)``: inside ``bentos/rag`` the client is an httpx client on the address
+``bentoml serve`` gave the ``bentoml.depends(Chat)`` dependency (a Unix socket; ``bentos/_remote.dependency_http``),
+or a URL (``LLMSHIP_RAG_CHAT_URL``) for a chat service elsewhere. The served model's id and version (``/v1/models``: llmship puts the registry version in ``root``)
 are read on first use and again after ``info_ttl_s``, so a redeployed chat model changes the response-cache
 key. Errors come back as ``LlmshipError``s with the upstream status (a 400 stays a 400); an upstream that
 cannot be reached or answers 5xx is a 503 ``engine_unavailable``.
