@@ -300,18 +300,20 @@ class Retriever:
         the last version known (the search itself reports the outage)."""
         from llmship.knowledge.embedding_refresh import VERSION_KEY
 
-        now = time.monotonic()
-        if now - self._version_read_at >= self.version_poll_s:
+        if self._version_due():
             try:
                 version = self.graph.get_meta(VERSION_KEY)
             except GraphError:
                 return self._version
-            self._version_read_at = now
+            self._version_read_at = time.monotonic()
             version = None if version is None else str(version)
             if version != self._version:
                 self._version = version
                 self.invalidate()
         return self._version
+
+    def _version_due(self) -> bool:
+        return time.monotonic() - self._version_read_at >= self.version_poll_s
 
     @property
     def extractor(self) -> EntityExtractor:
@@ -404,8 +406,8 @@ class Retriever:
             raise InvalidRequest("the query is empty", param="query")
         # A collection is a filter after the search, so ask each retriever for more.
         n = max(top_k * 4, 20) * (COLLECTION_OVERSAMPLE if collection else 1)
-        version = self.knowledge_version() if time.monotonic() - self._version_read_at < self.version_poll_s \
-            else await asyncio.to_thread(self.knowledge_version)
+        # a graph read only when the marker is due; otherwise the known version, without a thread hop
+        version = await asyncio.to_thread(self.knowledge_version) if self._version_due() else self._version
         empty = CandidatePool(query=QueryInfo(text=query, vector=np.zeros(0, dtype=np.float32)), candidates=[],
                               version=version)
         try:
