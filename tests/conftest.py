@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,6 +57,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def llmship_home(path: Path) -> Iterator[Path]:
+    """Point LLMSHIP_HOME (registry, serve state, graph state) at ``path`` for a block, then restore it."""
+    old = os.environ.get("LLMSHIP_HOME")
+    os.environ["LLMSHIP_HOME"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("LLMSHIP_HOME", None)
+        else:
+            os.environ["LLMSHIP_HOME"] = old
+
+
+def register_champion(name: str, built, serve_backend: str):
+    """Register a built model folder in the current home's MLflow registry and make it ``champion``."""
+    from llmship.registry import ModelRegistry
+    from llmship.validate.gates import GateReport
+
+    registry = ModelRegistry()
+    ref = registry.register(name, built.folder.parent, tags={"serve_backend": serve_backend})
+    registry.promote(name, ref.version, GateReport(results=[]))
+    return registry
 
 
 NEO4J = os.environ.get("LLMSHIP_TEST_GRAPH") == "neo4j"  # CI's Neo4j-dialect job: NEO4J_URI etc. point at neo4j:5

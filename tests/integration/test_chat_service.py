@@ -25,36 +25,25 @@ import openai
 import pytest
 
 from llmship.errors import ServeError
-from llmship.registry import ModelRegistry
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
-from llmship.validate.gates import GateReport
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, llmship_home, register_champion
 
 NAME = "tiny-chat"
 
 
 @pytest.fixture(scope="module")
 def server(tiny_built, tiny_onnx, tmp_path_factory):
-    home = tmp_path_factory.mktemp("serve-home")
-    old = os.environ.get("LLMSHIP_HOME")
-    os.environ["LLMSHIP_HOME"] = str(home)
-    try:
-        registry = ModelRegistry()
-        ref = registry.register(NAME, tiny_built.folder.parent, tags={"serve_backend": "onnx"})
-        registry.promote(NAME, ref.version, GateReport(results=[]))
+    with llmship_home(tmp_path_factory.mktemp("serve-home")):
+        registry = register_champion(NAME, tiny_built, "onnx")
         port = free_port()
         env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "128",
                "LLMSHIP_MAX_BATCH": "16", "LLMSHIP_MAX_BODY_BYTES": str(256 * 1024)}
-        info = process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=port, env=env,
-                             wait_s=180, cwd=REPO)
-        yield info
-    finally:
-        process.stop()
-        if old is None:
-            os.environ.pop("LLMSHIP_HOME", None)
-        else:
-            os.environ["LLMSHIP_HOME"] = old
+        try:
+            yield process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=port,
+                                env=env, wait_s=180, cwd=REPO)
+        finally:
+            process.stop()
 
 
 @pytest.fixture()

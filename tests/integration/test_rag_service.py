@@ -9,7 +9,7 @@ The tiny model knows 256 positions, so the service runs with one short source pe
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
 
 import httpx
@@ -18,59 +18,37 @@ import pytest
 
 from llmship.knowledge import server as graph_server_mod
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, run_embedding_refresh
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.rag.prompt import NO_SOURCES_ANSWER
-from llmship.registry import ModelRegistry
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
-from llmship.validate.gates import GateReport
-from tests.conftest import REPO, free_port
-from tests.unit.rag.test_rag_service import DOCS, _stored
+from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.unit.rag.test_rag_service import DOCS, NEW_DOC, _stored, refresh, write_docs
 
 NAME = "tiny-rag-chat"
 
 
-def _refresh(folder, graph, embedder, version: str):
-    return run_embedding_refresh(CorpusConfig(folder=str(folder)), ChunkingConfig(),
-                                 EmbedConfig(cache_path=str(folder.parent / "emb.sqlite")), graph=graph,
-                                 embedder=embedder, version=version)
-
-
 @pytest.fixture(scope="module")
 def stack(tiny_built, tmp_path_factory):
-    home = tmp_path_factory.mktemp("rag-home")
-    old = os.environ.get("LLMSHIP_HOME")
-    os.environ["LLMSHIP_HOME"] = str(home)
-    graph_root = home / "graph"  # where GraphSettings.from_env() finds the server in the services
-    info = graph_server_mod.start(bolt_port=free_port(), http_port=free_port(), root=graph_root)
-    graph = GraphStore.connect(GraphSettings.for_server(info))
-    docs = tmp_path_factory.mktemp("rag-corpus") / "docs"
-    for name, text in DOCS.items():
-        (docs / name).parent.mkdir(parents=True, exist_ok=True)
-        (docs / name).write_text(text)
-    embedder = Embedder.load(threads=1)
-    _refresh(docs, graph, embedder, "v1")
-    try:
-        registry = ModelRegistry()
-        ref = registry.register(NAME, tiny_built.folder.parent, tags={"serve_backend": "pytorch"})
-        registry.promote(NAME, ref.version, GateReport(results=[]))
+    with llmship_home(tmp_path_factory.mktemp("rag-home")) as home, contextlib.ExitStack() as cleanup:
+        graph_root = home / "graph"  # where GraphSettings.from_env() finds the server in the services
+        info = graph_server_mod.start(bolt_port=free_port(), http_port=free_port(), root=graph_root)
+        cleanup.callback(graph_server_mod.stop, graph_root)
+        graph = cleanup.enter_context(GraphStore.connect(GraphSettings.for_server(info)))
+        docs = tmp_path_factory.mktemp("rag-corpus") / "docs"
+        write_docs(docs, DOCS)
+        embedder = Embedder.load(threads=1)
+        refresh(docs, graph, embedder, "v1")
+        registry = register_champion(NAME, tiny_built, "pytorch")
         env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "256",
                "LLMSHIP_RAG_TOP_K": "2", "LLMSHIP_RAG_MAX_CONTEXT_CHARS": "100",
                "LLMSHIP_RAG_INSTRUCTION": "Cite like [1].", "LLMSHIP_RAG_VERSION_POLL_S": "0.5",
                "LLMSHIP_RAG_GRAPH_RETRY_S": "1"}
+        cleanup.callback(process.stop)
         served = process.start("bentos.rag.service:Rag", model_uri=f"models:/{NAME}@champion", port=free_port(),
                                env=env, wait_s=300, cwd=REPO)
         yield {"url": served.url, "graph": graph, "graph_info": info, "graph_root": graph_root, "docs": docs,
                "embedder": embedder}
-    finally:
-        process.stop()
-        graph.close()
-        graph_server_mod.stop(graph_root)
-        if old is None:
-            os.environ.pop("LLMSHIP_HOME", None)
-        else:
-            os.environ["LLMSHIP_HOME"] = old
 
 
 @pytest.fixture()
@@ -132,9 +110,8 @@ def test_retrieve_returns_each_retrievers_scores(stack):
 
 
 def test_a_new_refresh_is_served_without_restart(stack):
-    (stack["docs"] / "railway.md").write_text("# Pellingford railway museum\n\nThe Pellingford railway museum "
-                                              "opens at nine every morning.\n")
-    _refresh(stack["docs"], stack["graph"], stack["embedder"], "v2")
+    write_docs(stack["docs"], NEW_DOC)
+    refresh(stack["docs"], stack["graph"], stack["embedder"], "v2")
     deadline = time.monotonic() + 30
     while True:
         body = httpx.post(f"{stack['url']}/v1/retrieve", timeout=30,

@@ -37,6 +37,8 @@ DOCS = {
     "kitchen/buns.md": "# Saffron buns\n\nBake the saffron buns at 190 degrees for fourteen minutes.\n",
     "kitchen/cheese.md": "# Quillbury blue\n\nQuillbury blue ripens in limestone caves near Dunmarrow.\n",
 }
+NEW_DOC = {"railway.md": "# Pellingford railway museum\n\nThe Pellingford railway museum opens at nine every "
+                          "morning.\n"}  # added by the "new refresh without restart" tests
 # The tiny model knows 256 positions: a short instruction, one short source, short answers.
 SETTINGS = {"top_k": 2, "max_context_chars": 100, "instruction": "Cite like [1]."}
 
@@ -58,14 +60,23 @@ def _upstream(chat_app) -> ChatUpstream:
     return ChatUpstream("http://chat/v1", http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=chat_app)))
 
 
+def write_docs(folder, docs: dict[str, str]) -> None:
+    for name, text in docs.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def refresh(folder, graph, embedder, version: str):
+    """embedding_refresh of ``folder`` (embeddings cached beside it), writing ``version`` as the marker."""
+    return run_embedding_refresh(CorpusConfig(folder=str(folder)), ChunkingConfig(),
+                                 EmbedConfig(cache_path=str(folder.parent / f"{folder.name}-emb.sqlite")),
+                                 graph=graph, embedder=embedder, version=version)
+
+
 @pytest.fixture()
 def corpus(graph, embedder, tmp_path):
-    for name, text in DOCS.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    run_embedding_refresh(CorpusConfig(folder=str(tmp_path)), ChunkingConfig(),
-                          EmbedConfig(cache_path=str(tmp_path / "emb.sqlite")), graph=graph, embedder=embedder,
-                          version="v1")
+    write_docs(tmp_path, DOCS)
+    refresh(tmp_path, graph, embedder, "v1")
     return graph
 
 
@@ -217,11 +228,8 @@ def test_new_refresh_is_served_without_restart(corpus, embedder, chat_app, tmp_p
 
     before = run(ask())
     assert before["knowledge_version"] == "v1" and before["data"][0]["doc_id"] != "railway.md"
-    (tmp_path / "railway.md").write_text("# Pellingford railway museum\n\nThe Pellingford railway museum opens "
-                                         "at nine every morning.\n")
-    run_embedding_refresh(CorpusConfig(folder=str(tmp_path)), ChunkingConfig(),
-                          EmbedConfig(cache_path=str(tmp_path / "emb.sqlite")), graph=corpus, embedder=embedder,
-                          version="v2")
+    write_docs(tmp_path, NEW_DOC)
+    refresh(tmp_path, corpus, embedder, "v2")
     assert corpus.get_meta(VERSION_KEY) == "v2"
     after = run(ask())
     assert after["knowledge_version"] == "v2" and after["data"][0]["doc_id"] == "railway.md"
