@@ -72,6 +72,14 @@ WHERE other.id <> r.doc_id
 DELETE old
 """
 
+CHUNKS = """
+UNWIND $ids AS id MATCH (c:Chunk {id: id})
+RETURN c.id AS id, c.doc_id AS doc_id, c.seq AS seq, c.text AS text, c.hash AS hash,
+       c.start_char AS start_char, c.end_char AS end_char
+"""
+CHUNKS_WITH_EMBEDDINGS = CHUNKS.rstrip() + ", c.embedding AS embedding\n"
+CHUNK_EMBEDDINGS = "UNWIND $ids AS id MATCH (c:Chunk {id: id}) RETURN c.id AS id, c.embedding AS embedding"
+
 SET_EMBEDDINGS = """
 UNWIND $rows AS r
 MATCH (c:Chunk {id: r.id})
@@ -527,15 +535,12 @@ class GraphStore:
         """Chunks by id (in the order asked, unknown ids skipped). ``embeddings``: True for every chunk's, False
         for none (``embedding`` None), or the ids that need theirs — reading 384 floats per chunk over Bolt is
         most of this call's cost, so a caller asks only for what it will use."""
-        rows = self.read("UNWIND $ids AS id MATCH (c:Chunk {id: id}) "
-                         "RETURN c.id AS id, c.doc_id AS doc_id, c.seq AS seq, c.text AS text, c.hash AS hash, "
-                         "c.start_char AS start_char, c.end_char AS end_char", ids=list(ids))
-        by_id = {r["id"]: r | {"embedding": None} for r in rows}
-        wanted = list(ids) if embeddings is True else [] if embeddings is False else \
-            [i for i in dict.fromkeys(embeddings) if i in by_id]
+        every = embeddings is True  # one read with the vectors, else a second read for the few that need them
+        rows = self.read(CHUNKS_WITH_EMBEDDINGS if every else CHUNKS, ids=list(ids))
+        by_id = {r["id"]: {"embedding": None} | r for r in rows}
+        wanted = [] if every or embeddings is False else [i for i in dict.fromkeys(embeddings) if i in by_id]
         if wanted:
-            for r in self.read("UNWIND $ids AS id MATCH (c:Chunk {id: id}) RETURN c.id AS id, "
-                               "c.embedding AS embedding", ids=wanted):
+            for r in self.read(CHUNK_EMBEDDINGS, ids=wanted):
                 if r["id"] in by_id:
                     by_id[r["id"]]["embedding"] = r["embedding"]
         return [by_id[i] for i in ids if i in by_id]
