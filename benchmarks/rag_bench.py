@@ -427,8 +427,9 @@ def e2e_ttft(rag_url: str, chat_url: str, questions: Sequence[str], max_tokens: 
     import httpx
     import openai
 
-    from llmship.rag.citations import Citation
-    from llmship.rag.prompt import fit_sources, grounded_messages
+    from llmship.knowledge.retriever import ScoredChunk
+    from llmship.rag.prompt import grounded_messages, numbered_sources
+    from llmship.rag.service import RagSettings
 
     rag_url, chat_url = rag_url.rstrip("/"), chat_url.rstrip("/")
     rag = openai.OpenAI(base_url=f"{rag_url}/v1", api_key="none", max_retries=0, timeout=600)
@@ -443,9 +444,8 @@ def e2e_ttft(rag_url: str, chat_url: str, questions: Sequence[str], max_tokens: 
         found = httpx.post(f"{rag_url}/v1/retrieve", json={"query": q, "top_k": 5}, timeout=120)
         found.raise_for_status()
         took_ms = (time.perf_counter() - started) * 1000
-        sources = fit_sources([Citation(index=j, doc_id=c["doc_id"], chunk_id=c["chunk_id"], title=c["title"],
-                                        score=c["score"], text=c["text"])
-                               for j, c in enumerate(found.json()["data"], start=1)], 6000)
+        sources = numbered_sources([ScoredChunk.model_validate(c) for c in found.json()["data"]],
+                                   RagSettings().max_context_chars)
         user = [{"role": "user", "content": q}]
         results = {names[0]: _stream_ttft(chat, model, user, max_tokens),
                    names[1]: _stream_ttft(chat, model, grounded_messages(user, sources), max_tokens),

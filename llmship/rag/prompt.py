@@ -20,6 +20,13 @@ INSTRUCTION = (
 NO_SOURCES_ANSWER = "No sources found: the knowledge base has nothing that matches this question."
 
 
+def numbered_sources(chunks: Sequence[Any], max_context_chars: int) -> list[Citation]:
+    """Retrieved chunks (``ScoredChunk``s, best first) as the numbered sources ``[1]..[n]`` that fit the budget."""
+    fields = set(Citation.model_fields)
+    return fit_sources([Citation(index=i, **c.model_dump(include=fields)) for i, c in enumerate(chunks, start=1)],
+                       max_context_chars)
+
+
 def fit_sources(sources: Sequence[Citation], max_context_chars: int) -> list[Citation]:
     """The best-first prefix of ``sources`` whose texts fit the budget (at least one, whole)."""
     kept: list[Citation] = []

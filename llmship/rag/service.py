@@ -26,7 +26,7 @@ from llmship.knowledge.retriever import Mode, finalize
 from llmship.rag.backends import RerankBackend, RetrievalBackend
 from llmship.rag.cache import ResponseCache, cache_key
 from llmship.rag.citations import Citation, cite
-from llmship.rag.prompt import INSTRUCTION, NO_SOURCES_ANSWER, fit_sources, grounded_messages
+from llmship.rag.prompt import INSTRUCTION, NO_SOURCES_ANSWER, grounded_messages, numbered_sources
 from llmship.rag.protocol import RAG_MODEL, RagChatRequest, RetrieveResponse
 from llmship.rag.upstream import ChatUpstream
 
@@ -119,8 +119,7 @@ class RagService:
                                     mode=(opts and opts.mode) or self.settings.mode, collection=collection,
                                     rerank=opts.rerank if opts else True)
         retrieved_ms = (time.perf_counter() - started) * 1000
-        sources = fit_sources([Citation(index=i, **c.model_dump(include=set(Citation.model_fields)))
-                               for i, c in enumerate(found.data, start=1)], self.settings.max_context_chars)
+        sources = numbered_sources(found.data, self.settings.max_context_chars)
         params = body.model_dump(exclude_unset=True, exclude=_OWN_FIELDS)
         return Prepared(model=body.model, question=question, sources=sources,
                         messages=grounded_messages(messages, sources, self.settings.instruction) if sources else [],
