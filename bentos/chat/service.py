@@ -23,7 +23,7 @@ app = create_app(settings=ApiSettings.from_env())
 
 @bentoml.service(
     name="llmship-chat",
-    workers=1,
+    workers=int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1")),  # each worker loads its own copy of the model
     traffic={"timeout": 600, "max_concurrency": 256},
     http={"port": 3000},
 )
