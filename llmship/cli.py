@@ -201,7 +201,7 @@ def _stat(args: argparse.Namespace) -> int:
 def _serve_rag(args: argparse.Namespace) -> int:
     """Start the RAG service in the background, answering with the chat server ``make deploy`` started."""
     from llmship.serving import process
-    from llmship.serving.rag import TARGET, start_rag
+    from llmship.serving.rag import TARGET, rag_env, start_rag
 
     chat_url = args.chat_url
     model_uri = "-"
@@ -210,7 +210,14 @@ def _serve_rag(args: argparse.Namespace) -> int:
         if not chats:
             raise ServeError("no chat server is running: run `make deploy` first, or pass --chat-url")
         chat_url, model_uri = f"{chats[0].url}/v1", chats[0].model_uri
-    info = start_rag(chat_url, model_uri=model_uri, host=args.host, port=args.port, wait_s=args.wait)
+    env = None
+    if args.chat_url is None and model_uri.startswith("models:/"):  # our chat server: the gateway settings in env
+        from llmship.config import ServeConfig
+        from llmship.gateway.settings import GatewaySettings
+
+        chat_model = model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+        env = rag_env(ServeConfig(gateway=GatewaySettings.from_env()), chat_model)
+    info = start_rag(chat_url, model_uri=model_uri, host=args.host, port=args.port, wait_s=args.wait, env=env)
     print(f"RAG service at {info.url}/v1 (model \"rag\"; POST /v1/retrieve), answering with {chat_url}; "
           f"log {info.log}")
     return 0
@@ -235,13 +242,14 @@ def _eval_rag(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     """``llmship keys create|list|revoke|rotate|usage``: the gateway's API keys (secrets printed once)."""
     from llmship.gateway.keys import KeyStore, parse_duration
+    from llmship.gateway.settings import GatewaySettings
 
-    store = KeyStore()
+    store = KeyStore(GatewaySettings.from_env().keys_path())  # the store the services read
     try:
         if args.action == "create":
             models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
             record, key = store.create(args.name, rpm=args.rpm, tpm=args.tpm, max_parallel=args.max_parallel,
-                                       models=models, expires_in_s=parse_duration(args.expires) if args.expires
+                                       max_tokens=args.max_tokens, models=models, expires_in_s=parse_duration(args.expires) if args.expires
                                        else None)
             print(key)
             print(f"created key {record.name!r} (id {record.id}); this is the only time the key is shown",
@@ -267,10 +275,12 @@ def _keys(args: argparse.Namespace) -> int:
                 for r in records:
                     print(f"{r.name:<20} {r.requests:>9} {r.tokens:>10}  {when(r.last_used_at)}")
             else:
-                print(f"{'name':<20} {'id':<9} {'status':<8} {'rpm':>6} {'tpm':>8}  {'models':<20} expires")
+                print(f"{'name':<20} {'id':<9} {'status':<8} {'rpm':>6} {'tpm':>8} {'par':>4} {'max_tok':>7}  "
+                      f"{'models':<20} expires")
                 for r in records:
                     status = "revoked" if r.revoked_at else "active" if r.active else "expired"
-                    print(f"{r.name:<20} {r.id:<9} {status:<8} {r.rpm or '-':>6} {r.tpm or '-':>8}  "
+                    print(f"{r.name:<20} {r.id:<9} {status:<8} {r.rpm or '-':>6} {r.tpm or '-':>8} "
+                          f"{r.max_parallel or '-':>4} {r.max_tokens or '-':>7}  "
                           f"{','.join(r.models) if r.models else '*':<20} {when(r.expires_at)}")
     finally:
         store.close()
@@ -341,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     kcreate.add_argument("--rpm", type=int, default=None, help="requests per minute")
     kcreate.add_argument("--tpm", type=int, default=None, help="tokens per minute (prompt + max_tokens)")
     kcreate.add_argument("--max-parallel", type=int, default=None, help="requests in flight at once")
-    kcreate.add_argument("--models", default=None, help="comma-separated model ids it may use (default: all)")
+    kcreate.add_argument("--max-tokens", type=int, default=None, help="the most one request may generate")
+    kcreate.add_argument("--models", default=None,
+                         help="comma-separated model ids (or patterns like 'rag:*') it may use (default: all)")
     kcreate.add_argument("--expires", default=None, help="lifetime, e.g. 30d, 12h (default: never)")
     for name, text in (("revoke", "revoke a key now"), ("rotate", "new secret, same name and limits")):
         p = keys.add_parser(name, help=text)

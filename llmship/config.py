@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmship.gateway.settings import GatewaySettings
 from llmship.paths import REPO_ROOT
 
 
@@ -78,6 +79,7 @@ class ServeConfig(_Strict):
     wait_s: float = 300.0
     rag: bool = True  # also start the RAG service, answering with this chat server
     rag_port: int = Field(3001, ge=1, le=65535)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # keys, limits, audit, CORS: both services
     bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")
 
     def env(self) -> dict[str, str]:
@@ -86,5 +88,5 @@ class ServeConfig(_Strict):
                 "LLMSHIP_MAX_MODEL_LEN": str(self.max_model_len), "LLMSHIP_MAX_BATCH": str(self.max_batch),
                 "LLMSHIP_MAX_WAITING": str(self.max_waiting),
                 "LLMSHIP_ALWAYS_INCLUDE_USAGE": str(self.always_include_usage).lower(),
-                "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes)}
+                "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes), **self.gateway.env()}
 

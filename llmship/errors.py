@@ -112,3 +112,25 @@ class KeyRequestError(LlmshipError):
     status = 400
     type = "invalid_request_error"
     code = "invalid_key_request"
+
+
+class RateLimited(LlmshipError):
+    """A key over its requests/min, tokens/min or parallel-request limit (HTTP 429 with ``Retry-After``)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, headers: list[tuple[bytes, bytes]] | None = None,
+                 param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = list(headers or [])
+
+
+class PayloadTooLarge(LlmshipError):
+    """A request body over the size limit (HTTP 413)."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"

@@ -4,7 +4,7 @@ A thin shell on purpose: the protocol, scheduler, engine and registry lookups
 live in ``llmship``; this file only mounts the app, loads the model the
 registry names (``LLMSHIP_MODEL_URI``, e.g. ``models:/gemma3-270m@champion``)
 when the worker starts, so BentoML's ``/readyz`` turns green only once it can
-answer, and composes the embedding service with ``bentoml.depends`` (its own
+answer, puts the gateway (``llmship.gateway``) in front of every route, and composes the embedding service with ``bentoml.depends`` (its own
 process, its own thread budget) behind ``/v1/embeddings``.
 """
 
@@ -15,10 +15,17 @@ import os
 import bentoml
 
 from bentos.embedding.service import BentoEmbeddingBackend, Embedding
+from llmship.gateway import Gateway
 from llmship.openai.app import ApiSettings, create_app
 from llmship.serving.load import ServeSettings, load_runtime
 
 app = create_app(settings=ApiSettings.from_env())
+
+
+def count_tokens(text: str) -> int | None:
+    """The served model's own token count, for the gateway's prompt limits (None until the model is loaded)."""
+    runtime = app.state.runtime
+    return len(runtime.served.engine.encode(text)) if runtime is not None else None
 
 
 @bentoml.service(
@@ -42,3 +49,7 @@ class Chat:
         runtime = app.state.runtime
         if runtime is not None:
             runtime.close(drain_timeout_s=float(os.environ.get("LLMSHIP_DRAIN_TIMEOUT_S", "30")))
+
+
+# Keys, limits, request caps and the audit line (LLMSHIP_GATEWAY_*) in front of every route, BentoML's own too.
+Chat.add_asgi_middleware(Gateway, service="chat", tokenizer=count_tokens)

@@ -4,7 +4,8 @@ Each part is its own BentoML service with its own process, worker count and thre
 ``bentoml.depends`` (the seed's Ray Serve shape): ``Retrieval`` (graph search; it depends on ``Embedding``),
 ``Reranker``, and the chat model — the chat Bento itself (``bentos.chat.service:Chat``: ``bentoml serve``
 starts it, and its embedding dependency is shared) or, with ``LLMSHIP_RAG_CHAT_URL``, any OpenAI-compatible
-``/v1`` elsewhere (``LLMSHIP_RAG_CHAT_API_KEY``, ``LLMSHIP_RAG_CHAT_MODEL``). The chat hop uses the ``openai``
+``/v1`` elsewhere (``LLMSHIP_RAG_CHAT_MODEL``). ``LLMSHIP_RAG_CHAT_API_KEY`` is the key it sends to the chat
+model either way (the chat service's gateway asks for one when ``LLMSHIP_GATEWAY_AUTH`` is on). The chat hop uses the ``openai``
 SDK; for the local chat service its transport is the dependency's own local socket.
 
 The routes, errors and caches are ``llmship.rag`` (``create_rag_app``/``RagService``); settings
@@ -24,6 +25,7 @@ from bentos._remote import call_async, dependency_http, raise_outage
 from bentos.chat.service import Chat
 from bentos.reranker.service import Reranker
 from bentos.retrieval.service import Retrieval
+from llmship.gateway import Gateway
 from llmship.knowledge.retriever import Candidate, CandidatePool, Mode
 from llmship.rag.app import create_rag_app
 from llmship.rag.service import RagService, RagSettings
@@ -70,7 +72,7 @@ def local_chat_upstream(dep: Any) -> ChatUpstream:
     """The openai SDK over the chat dependency's own address (BentoML's client speaks its API protocol, not
     the OpenAI routes the chat service mounts)."""
     client, base = dependency_http(dep)
-    return ChatUpstream(f"{base}/v1", http_client=client)
+    return ChatUpstream(f"{base}/v1", api_key=os.environ.get("LLMSHIP_RAG_CHAT_API_KEY"), http_client=client)
 
 
 @bentoml.service(name="llmship-rag", workers=1, traffic={"timeout": 600, "max_concurrency": 256},
@@ -91,3 +93,7 @@ class Rag:
         app.state.rag = RagService(BentoRetrieval(self.retrieval), BentoRerank(self.reranker), upstream,
                                    RagSettings.from_env())
 
+
+
+# Keys, limits, request caps and the audit line (LLMSHIP_GATEWAY_*), as on the chat service.
+Rag.add_asgi_middleware(Gateway, service="rag")

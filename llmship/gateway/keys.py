@@ -12,6 +12,7 @@ the old one stops working at once. Usage (requests, tokens, last use) is counted
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -36,7 +37,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, salt BLOB NOT NULL, hash BLOB NOT NULL,
     created_at REAL NOT NULL, expires_at REAL, revoked_at REAL,
-    rpm INTEGER, tpm INTEGER, max_parallel INTEGER, models TEXT,
+    rpm INTEGER, tpm INTEGER, max_parallel INTEGER, models TEXT, max_tokens INTEGER,
     requests INTEGER NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0, last_used_at REAL
 )
 """
@@ -53,7 +54,8 @@ class ApiKey(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     max_parallel: int | None = Field(default=None, ge=1)
-    models: list[str] | None = None  # None: every model
+    max_tokens: int | None = Field(default=None, ge=1)  # the most one request may generate
+    models: list[str] | None = None  # None: every model; entries may be patterns (``rag:*``)
     requests: int = 0
     tokens: int = 0
     last_used_at: float | None = None
@@ -63,7 +65,7 @@ class ApiKey(BaseModel):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > time.time())
 
     def allows(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        return self.models is None or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
 
 def parse_duration(text: str) -> float:
@@ -87,7 +89,11 @@ class KeyStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, one fsync less
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "max_tokens" not in columns:  # a store made before keys had a max_tokens cap
+            self._db.execute("ALTER TABLE keys ADD COLUMN max_tokens INTEGER")
         if new:
             os.chmod(self.path, 0o600)
         self._lock = threading.Lock()
@@ -98,26 +104,29 @@ class KeyStore:
     # ---- management ---------------------------------------------------------------------------------------------
 
     def create(self, name: str, *, rpm: int | None = None, tpm: int | None = None, max_parallel: int | None = None,
-               models: list[str] | None = None, expires_in_s: float | None = None) -> tuple[ApiKey, str]:
+               models: list[str] | None = None, expires_in_s: float | None = None,
+               max_tokens: int | None = None) -> tuple[ApiKey, str]:
         """A new key: its record and the plaintext key, which is shown this once and never stored."""
         name = name.strip()
         if not name:
             raise KeyRequestError("a key needs a name", param="name")
-        for label, value in (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel)):
+        for label, value in (("rpm", rpm), ("tpm", tpm), ("max_parallel", max_parallel),
+                             ("max_tokens", max_tokens)):
             if value is not None and value < 1:
                 raise KeyRequestError(f"{label} must be at least 1", param=label)
         key_id, secret, salt = secrets.token_hex(4), secrets.token_urlsafe(32), secrets.token_bytes(16)
         now = time.time()
         record = ApiKey(id=key_id, name=name, created_at=now, rpm=rpm, tpm=tpm, max_parallel=max_parallel,
+                        max_tokens=max_tokens,
                         models=sorted(set(models)) if models else None,
                         expires_at=now + expires_in_s if expires_in_s else None)
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO keys (id, name, salt, hash, created_at, expires_at, rpm, tpm, max_parallel, models) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO keys (id, name, salt, hash, created_at, expires_at, rpm, tpm, max_parallel, models, "
+                    "max_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (key_id, name, salt, _digest(salt, secret), now, record.expires_at, rpm, tpm, max_parallel,
-                     json.dumps(record.models) if record.models is not None else None))
+                     json.dumps(record.models) if record.models is not None else None, max_tokens))
             except sqlite3.IntegrityError:
                 raise KeyRequestError(f"a key named {name!r} exists; revoke or rotate it", param="name") from None
         return record, f"{PREFIX}{key_id}-{secret}"
@@ -148,6 +157,17 @@ class KeyStore:
             self._db.execute("UPDATE keys SET id = ?, salt = ?, hash = ?, created_at = ? WHERE id = ?",
                              (key_id, salt, _digest(salt, secret), time.time(), old.id))
         return self.get(name), f"{PREFIX}{key_id}-{secret}"
+
+    def issue(self, name: str, **limits: object) -> tuple[ApiKey, str]:
+        """A fresh secret for a service's own key (``deploy`` gives the RAG service one for the chat model): a
+        new key the first time, a rotation after that, so each deploy invalidates the last one's secret."""
+        try:
+            existing = self.get(name)
+        except KeyRequestError:
+            return self.create(name, **limits)  # type: ignore[arg-type]
+        if existing.revoked_at is not None:
+            raise KeyRequestError(f"the key {name!r} is revoked; delete the name or pick another", param="name")
+        return self.rotate(name)
 
     # ---- requests -----------------------------------------------------------------------------------------------
 

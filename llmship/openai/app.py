@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from llmship.config import env_overrides
 from llmship.engine.base import Completion, SamplingParams, StepOutput, TokenLogprob
 from llmship.errors import EngineUnavailable, InvalidRequest, LlmshipError, ModelNotFound
+from llmship.gateway.usage import report_usage
 from llmship.openai import errors
 from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import (
@@ -163,6 +164,7 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
             remember(None)
             raise
         remember(outs[0].text)
+        report_usage(len(prompt), sum(o.completion_tokens for o in outs))
         completion = ChatCompletion(
             model=body.model,
             choices=[Choice(index=i, message=ChoiceMessage(content=out.text), finish_reason=out.finish_reason,
@@ -205,6 +207,7 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
             usage = settings.always_include_usage or bool(body.stream_options and body.stream_options.include_usage)
             return _sse_response(_completion_sse(rt, body.model, prompt_tokens, streams, usage, want_logprobs, echoes))
         outs = await _collect(streams)
+        report_usage(prompt_tokens, sum(o.completion_tokens for o in outs))
         return TextCompletion(
             model=body.model,
             choices=[CompletionChoice(index=i, text=echoes[i] + out.text, finish_reason=out.finish_reason,
@@ -482,6 +485,7 @@ async def _chat_sse(rt: Runtime, model: str, prompt_tokens: int, streams: list[T
         return
     finally:
         remember("".join(text) if ok else None)
+        report_usage(prompt_tokens, sum(completion))  # what was generated, even for a stream cut short
     if include_usage:
         total = sum(completion)
         yield event([], Usage(prompt_tokens=prompt_tokens, completion_tokens=total, total_tokens=prompt_tokens + total))
@@ -514,6 +518,8 @@ async def _completion_sse(rt: Runtime, model: str, prompt_tokens: int, streams: 
     except Exception as err:  # noqa: BLE001 - headers are sent: report in-band
         yield _sse_error(err)
         return
+    finally:
+        report_usage(prompt_tokens, sum(completion))
     if include_usage:
         total = sum(completion)
         yield event([], Usage(prompt_tokens=prompt_tokens, completion_tokens=total, total_tokens=prompt_tokens + total))

@@ -23,6 +23,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from llmship.errors import EngineUnavailable, InvalidRequest, ModelNotFound
+from llmship.gateway.usage import report_usage
 from llmship.openai.protocol import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def embeddings_router() -> APIRouter:
                                  f"dimensions={body.dimensions} is not supported", param="dimensions")
         texts = request_texts(body)
         vectors, prompt_tokens = await backend.embed(texts)
+        report_usage(prompt_tokens)
         encode = encode_base64 if body.encoding_format == "base64" else list
         return EmbeddingResponse(
             data=[Embedding(index=i, embedding=encode(vector)) for i, vector in enumerate(vectors)],

@@ -32,7 +32,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LlmshipError)
     async def _llmship(_: Request, err: LlmshipError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if err.status in (429, 503) else None
+        headers = {"Retry-After": str(getattr(err, "retry_after", 1))} if err.status in (429, 503) else None
         return error_response(str(err), err.status, type_=err.type, param=err.param, code=err.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from llmship.config import env_overrides
 from llmship.errors import InvalidRequest, ModelNotFound
+from llmship.gateway.usage import report_usage
 from llmship.knowledge.retriever import Mode, finalize
 from llmship.rag.backends import RerankBackend, RetrievalBackend
 from llmship.rag.cache import ResponseCache, cache_key
@@ -162,6 +163,8 @@ class RagService:
                 self.cache.put(key, {"content": choice["message"].get("content") or "",
                                      "finish_reason": choice["finish_reason"], "usage": body.get("usage"),
                                      "version": version})
+        usage = body.get("usage") or {}
+        report_usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
         text = body["choices"][0]["message"].get("content") or ""
         body["citations"] = [c.model_dump() for c in cite(text, prep.sources)]
         return Answer(body, self._headers(prep, version, state))
@@ -225,6 +228,8 @@ class RagService:
                         parts.append((choice.get("delta") or {}).get("content") or "")
                         finish = choice.get("finish_reason") or finish
                     yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+                if usage is not None:
+                    report_usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
                 if include_usage and usage is not None:
                     yield event([], usage=usage)
                 text = "".join(parts)

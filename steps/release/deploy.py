@@ -9,7 +9,7 @@ from llmship.config import RegistryConfig, ServeConfig
 from llmship.registry import Promotion
 from llmship.serving.bento import bentoml_env
 from llmship.serving.process import ServerInfo, start, write_deploy_summary
-from llmship.serving.rag import start_rag
+from llmship.serving.rag import rag_env, start_rag
 from steps._stack import tracking_uri
 
 
@@ -20,7 +20,7 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
     env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.env()}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
     rag = start_rag(f"{info.url}/v1", model_uri=model_uri, host=config.host, port=config.rag_port,
-                    wait_s=config.wait_s) if config.rag else None
+                    wait_s=config.wait_s, env=rag_env(config, registry.name)) if config.rag else None
     write_deploy_summary(info, {"bento": bento_tag, "model_name": registry.name, "model_version": promotion.version,
                                 "alias": "champion", "previous": promotion.previous_champion,
                                 "rag_url": rag.url if rag else None})
