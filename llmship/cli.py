@@ -102,12 +102,18 @@ def _get_json(url: str, path: str) -> dict:
     import httpx
 
     url = url.rstrip("/")
+    key = os.environ.get("LLMSHIP_API_KEY")
     try:
-        resp = httpx.get(f"{url}{path}", timeout=10)
+        resp = httpx.get(f"{url}{path}", timeout=10, headers={"Authorization": f"Bearer {key}"} if key else None)
     except httpx.HTTPError as err:
         raise ServeError(f"cannot reach {url}: {err}") from None
     if resp.status_code != 200:
-        raise ServeError(f"{url}{path} answered {resp.status_code}: {resp.text[:200]}")
+        try:
+            detail = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = resp.text[:200]
+        hint = " (set LLMSHIP_API_KEY)" if resp.status_code == 401 else ""
+        raise ServeError(f"{url}{path} answered {resp.status_code}: {detail}{hint}")
     return resp.json()
 
 

@@ -118,8 +118,11 @@ class Gateway:
                                       allow_headers=["*"], expose_headers=RATE_HEADERS, max_age=600)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and self.settings.auth:
+            await send({"type": "websocket.close", "code": 1008})  # no route here takes one; none gets past a key
+            return
         if scope["type"] != "http":
-            await self.inner(scope, receive, send)
+            await self.inner(scope, receive, send)  # lifespan
             return
         await self.app(scope, receive, send)
 

@@ -76,7 +76,7 @@ def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3
             ready = httpx.get(f"{info.url}/readyz", timeout=2.0)
             if ready.status_code == 200:
                 models = httpx.get(f"{info.url}/v1/models", timeout=5.0)
-                if models.status_code == 200:
+                if models.status_code in (200, 401):  # 401: it answers, behind the gateway's keys
                     info.version = models.headers.get("x-llmship-model-version")
                     _state_file(port).write_text(info.model_dump_json())
                     return info

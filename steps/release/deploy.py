@@ -19,6 +19,9 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
     model_uri = f"models:/{registry.name}@champion"
     env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.env()}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
+    served = promotion.version if promotion.status == "champion" else promotion.previous_champion
+    if info.version is None and served:  # behind the gateway's keys the start-up probe cannot read it
+        info.version = f"{registry.name}/{served}"
     rag = start_rag(f"{info.url}/v1", model_uri=model_uri, host=config.host, port=config.rag_port,
                     wait_s=config.wait_s, env=rag_env(config, registry.name)) if config.rag else None
     write_deploy_summary(info, {"bento": bento_tag, "model_name": registry.name, "model_version": promotion.version,

@@ -4,7 +4,9 @@ SDK and raw HTTP.
 
 The module owns its graph server (it stops it in the last test: a retriever whose graph is down must answer
 503) and registers the tiny model as champion under a fresh LLMSHIP_HOME, as the chat service test does.
-The tiny model knows 256 positions, so the service runs with one short source per answer.
+The tiny model knows 256 positions, so the service runs with one short source per answer. The gateway asks for
+keys on both the RAG service and its chat dependency: the RAG service reaches the chat model with its own key
+(``llmship-rag``, as ``deploy`` issues it), the tests with a key for the ``rag`` models only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from llmship.gateway import KeyStore
 from llmship.knowledge import server as graph_server_mod
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.graph import GraphSettings, GraphStore
@@ -43,17 +46,36 @@ def stack(tiny_built, tmp_path_factory):
         env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "256",
                "LLMSHIP_RAG_TOP_K": "2", "LLMSHIP_RAG_MAX_CONTEXT_CHARS": "100",
                "LLMSHIP_RAG_INSTRUCTION": "Cite like [1].", "LLMSHIP_RAG_VERSION_POLL_S": "0.5",
-               "LLMSHIP_RAG_GRAPH_RETRY_S": "1"}
+               "LLMSHIP_RAG_GRAPH_RETRY_S": "1", "LLMSHIP_GATEWAY_AUTH": "true"}
+        keys = KeyStore(home / "gateway" / "keys.db")
+        env["LLMSHIP_RAG_CHAT_API_KEY"] = keys.issue("llmship-rag", models=[NAME])[1]
+        _, user_key = keys.create("tests", models=["rag", "rag:*"])
+        _, chat_only = keys.create("chat-only", models=[NAME])
+        keys.close()
         cleanup.callback(process.stop)
         served = process.start("bentos.rag.service:Rag", model_uri=f"models:/{NAME}@champion", port=free_port(),
                                env=env, wait_s=300, cwd=REPO)
-        yield {"url": served.url, "graph": graph, "graph_info": info, "graph_root": graph_root, "docs": docs,
+        yield {"url": served.url, "key": user_key, "chat_only": chat_only, "auth": bearer(user_key), "graph": graph, "graph_info": info, "graph_root": graph_root, "docs": docs,
                "embedder": embedder}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture()
 def client(stack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{stack['url']}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{stack['url']}/v1", api_key=stack["key"], max_retries=0)
+
+
+def test_the_gateway_guards_the_rag_service(stack):
+    ask = {"model": "rag", "messages": [{"role": "user", "content": "Where?"}], "max_tokens": 2}
+    missing = httpx.post(f"{stack['url']}/v1/chat/completions", json=ask, timeout=30)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+    other = httpx.post(f"{stack['url']}/v1/chat/completions", json=ask, timeout=30,
+                       headers=bearer(stack["chat_only"]))
+    assert other.status_code == 403 and other.json()["error"]["param"] == "model"
+    assert httpx.get(f"{stack['url']}/readyz", timeout=10).status_code == 200
 
 
 def test_models_lists_rag(client):
@@ -78,7 +100,7 @@ def test_answer_cites_stored_chunks(client, stack):
 
 
 def test_stream_has_citations_before_done(stack):
-    with httpx.stream("POST", f"{stack['url']}/v1/chat/completions", timeout=60, json={
+    with httpx.stream("POST", f"{stack['url']}/v1/chat/completions", timeout=60, headers=stack["auth"], json={
             "model": "rag", "messages": [{"role": "user", "content": "Where does Quillbury blue ripen?"}],
             "max_tokens": 6, "stream": True}) as response:
         assert response.status_code == 200
@@ -100,12 +122,14 @@ def test_sdk_reads_the_stream_unmodified(client):
 
 
 def test_retrieve_returns_each_retrievers_scores(stack):
-    r = httpx.post(f"{stack['url']}/v1/retrieve", json={"query": "saffron buns oven", "top_k": 3}, timeout=30)
+    r = httpx.post(f"{stack['url']}/v1/retrieve", headers=stack["auth"], timeout=30,
+                   json={"query": "saffron buns oven", "top_k": 3})
     body = r.json()
     assert r.status_code == 200 and body["reranker"] == "embedding" and len(body["data"]) == 3
     assert body["data"][0]["doc_id"] == "kitchen/buns.md"
     assert {"dense", "keyword", "rrf", "embedding"} <= set(body["data"][0]["scores"])
-    bad = httpx.post(f"{stack['url']}/v1/retrieve", json={"query": "x", "mode": "psychic"}, timeout=30)
+    bad = httpx.post(f"{stack['url']}/v1/retrieve", headers=stack["auth"], timeout=30,
+                     json={"query": "x", "mode": "psychic"})
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "mode"
 
 
@@ -114,7 +138,7 @@ def test_a_new_refresh_is_served_without_restart(stack):
     refresh(stack["docs"], stack["graph"], stack["embedder"], "v2")
     deadline = time.monotonic() + 30
     while True:
-        body = httpx.post(f"{stack['url']}/v1/retrieve", timeout=30,
+        body = httpx.post(f"{stack['url']}/v1/retrieve", timeout=30, headers=stack["auth"],
                           json={"query": "When does the railway museum open?", "top_k": 1}).json()
         if body["knowledge_version"] == "v2" or time.monotonic() > deadline:
             break
@@ -130,7 +154,7 @@ def test_empty_graph_gives_no_sources_found(client, stack):
 
 def test_graph_down_is_503_in_openai_format(client, stack):
     graph_server_mod.stop(stack["graph_root"])
-    r = httpx.post(f"{stack['url']}/v1/chat/completions", timeout=60,
+    r = httpx.post(f"{stack['url']}/v1/chat/completions", timeout=60, headers=stack["auth"],
                    json={"model": "rag", "messages": [{"role": "user", "content": "Where?"}]})
     assert r.status_code == 503 and r.headers["retry-after"]
     error = r.json()["error"]
