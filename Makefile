@@ -7,13 +7,14 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag clean help
+.PHONY: setup stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway fuzz reliability clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
 	@echo "make test     set up, then run the whole test suite"
 	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
 	@echo "make eval-rag run the rag_eval pipeline (recall/MRR per mode, citation rate -> MLflow)"
+	@echo "make reliability  the fuzz, load, fault and security proofs (tests/reliability); make fuzz | bench-load"
 	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-rag | clean"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
@@ -78,6 +79,18 @@ bench-serve: setup
 
 bench-rag: setup
 	@$(ENV) python benchmarks/rag_bench.py
+
+bench-load: setup
+	@$(ENV) python benchmarks/load_bench.py $(LOAD_ARGS)
+
+bench-gateway: setup
+	@$(ENV) python benchmarks/gateway_bench.py
+
+fuzz: setup
+	@$(ENV) python -m pytest tests/reliability/test_fuzz.py $(PYTEST_ARGS)
+
+reliability: setup
+	@$(ENV) python -m pytest tests/reliability $(PYTEST_ARGS)
 
 clean:
 	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true
