@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -169,12 +170,19 @@ def run_rag_eval(config: RagEvalConfig, graph: Any = None) -> tuple[RagEvalRepor
     client = None
     if config.rag_url:
         base = config.rag_url.rstrip("/")
+        key = os.environ.get("LLMSHIP_API_KEY")  # the gateway's key, when the service asks for one
         try:
-            httpx.get(f"{base}/v1/models", timeout=10).raise_for_status()
+            probe = httpx.get(f"{base}/v1/models", timeout=10, headers={"Authorization": f"Bearer {key}"} if key
+                              else None)
         except httpx.HTTPError as err:
             raise EngineUnavailable(f"cannot reach the RAG service at {base} ({type(err).__name__}); start it with "
                                     "`llmship serve rag` or evaluate retrieval only with --no-answers") from None
-        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=600)
+        if probe.status_code == 401:
+            raise EngineUnavailable(f"the RAG service at {base} asks for an API key: set LLMSHIP_API_KEY "
+                                    "(`llmship keys create --name eval --models 'rag*'`)")
+        if probe.status_code != 200:
+            raise EngineUnavailable(f"the RAG service at {base} answered {probe.status_code} on /v1/models")
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key or "unused", max_retries=0, timeout=600)
     own = graph is None
     graph = graph or GraphStore.connect()
     try:

@@ -8,9 +8,11 @@ from zenml.enums import ArtifactType
 from llmship.config import BuildConfig
 from llmship.models import BuiltModel
 from llmship.models import build_model as build_model_core
+from steps._secrets import load_secrets
 
 
 @step
 def build_model(config: BuildConfig) -> Annotated[BuiltModel, ArtifactConfig(name="built_model",
                                                                               artifact_type=ArtifactType.MODEL)]:
+    load_secrets()  # HF_TOKEN for a gated Hub model
     return build_model_core(config.source, dtype=config.dtype)

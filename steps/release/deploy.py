@@ -10,12 +10,14 @@ from llmship.registry import Promotion
 from llmship.serving.bento import bentoml_env
 from llmship.serving.process import ServerInfo, start, write_deploy_summary
 from llmship.serving.rag import rag_env, start_rag
+from steps._secrets import load_secrets
 from steps._stack import tracking_uri
 
 
 @step
 def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, config: ServeConfig) -> Annotated[
         ServerInfo, "server"]:
+    load_secrets()  # the services inherit them (LLMSHIP_RAG_CHAT_API_KEY, NEO4J_*)
     model_uri = f"models:/{registry.name}@champion"
     env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.env()}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
