@@ -90,6 +90,38 @@ class GraphError(LlmshipError):
     code = "graph_unavailable"
 
 
+class GraphUnavailable(GraphError):
+    """The graph server went away (killed, restarted, network gone) while an operation ran (HTTP 503).
+
+    Built by ``lost``; a pipeline function that the outage interrupted names itself with ``in_job``, which
+    turns the line into "... went away during kg_update (...): start it again ... and re-run kg_update; the
+    run is safe to repeat" (the knowledge pipelines converge on re-runs). ``where``: the server's URI;
+    ``during``: the graph operation; ``detail``: the driver's reason; ``remedy``: what brings it back."""
+
+    where: str = ""
+    during: str = ""
+    detail: str = ""
+    remedy: str = "bring it back"
+    job: str | None = None
+
+    @classmethod
+    def lost(cls, where: str, during: str, detail: str, remedy: str) -> GraphUnavailable:
+        detail = " ".join(str(detail).split())
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        err = cls(f"the graph at {where} went away during {during} ({detail}): {remedy} and retry")
+        err.where, err.during, err.detail, err.remedy = where, during, detail, remedy
+        return err
+
+    def in_job(self, job: str) -> GraphUnavailable:
+        """Name the pipeline run this interrupted (once; the innermost job wins) and say that a re-run is safe."""
+        if self.job is None and self.where:
+            self.job = job
+            line = (f"the graph at {self.where} went away during {job} ({self.during}: {self.detail}): "
+                    f"{self.remedy} and re-run {job}; the run is safe to repeat")
+            self.args = (line,)
+        return self
+
+
 class AuthenticationError(LlmshipError):
     """A missing, unknown, revoked or expired API key (HTTP 401, like OpenAI's ``invalid_api_key``)."""
 

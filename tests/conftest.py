@@ -84,6 +84,22 @@ def register_champion(name: str, built, serve_backend: str):
     return registry
 
 
+@pytest.fixture(scope="session")
+def embedder():
+    """The offline embedding model, loaded once for every test that embeds (one thread: CI has two cores)."""
+    from llmship.knowledge.embedder import Embedder
+
+    return Embedder.load(threads=1)
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    """The offline spaCy entity extractor, loaded once."""
+    from llmship.knowledge.entities import EntityExtractor
+
+    return EntityExtractor()
+
+
 NEO4J = os.environ.get("LLMSHIP_TEST_GRAPH") == "neo4j"  # CI's Neo4j-dialect job: NEO4J_URI etc. point at neo4j:5
 
 

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from llmship.errors import GraphError
+from llmship.errors import GraphError, GraphUnavailable
 
 if TYPE_CHECKING:
     from llmship.knowledge.graph import GraphSettings
@@ -73,6 +73,13 @@ KEYWORD_QUERY = ("CALL db.index.fulltext.queryNodes($index, $query) YIELD node, 
 def keyword_terms(text: str) -> str:
     """User text → a Lucene query of plain, lower-cased word terms ('' when there are none)."""
     return " ".join(dict.fromkeys(t.lower() for t in re.findall(r"\w+", text)))
+
+
+def remedy(settings: GraphSettings) -> str:
+    """What brings a graph that went away back (the end of a ``GraphUnavailable`` line)."""
+    if settings.backend == "arcadedb":
+        return "start it again (`llmship graph start`)"
+    return "bring the Neo4j server back"
 
 
 def _check_dims(dimensions: int) -> int:
@@ -153,6 +160,9 @@ class ArcadeDialect(Dialect):
         try:
             resp = httpx.post(url, json={"language": "sql", "command": command},
                               auth=(s.user, s.password.get_secret_value()), timeout=120)
+        except httpx.TransportError as err:  # refused, reset, disconnected: the server is gone
+            raise GraphUnavailable.lost(s.uri, "schema", f"HTTP API {s.http_url}: {type(err).__name__}: {err}",
+                                        remedy(s)) from None
         except httpx.HTTPError as err:
             raise GraphError(f"cannot reach ArcadeDB's HTTP API at {s.http_url}: {err}") from None
         if resp.status_code != 200:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,12 +28,16 @@ from llmship.knowledge.cache import EmbeddingCache, default_cache_path, embed_wi
 from llmship.knowledge.chunking import Chunk, chunk_documents
 from llmship.knowledge.documents import Document, SkippedFile, load_documents
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.graph import GraphStore
+from llmship.knowledge.graph import GraphStore, graph_job
 from llmship.knowledge.refresh import RefreshPlan, plan_refresh
 from llmship.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 VERSION_KEY = "embedding_refresh_version"  # the marker a retriever watches to notice a new refresh
+JOB = "embedding_refresh"
+#: ``on_batch(stage, done, total)``: called after each committed write batch of ``apply_plan``; stages, in order:
+#: ``chunks`` (upserted with embeddings), ``chunks_deleted``, ``documents_deleted``, ``documents`` (hashes).
+BatchHook = Callable[[str, int, int], None]
 
 _CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
@@ -128,6 +134,7 @@ def load_corpus(corpus: CorpusConfig, chunking: ChunkingConfig, embedder: Embedd
 SPANLESS_CHUNKS = "MATCH (c:Chunk) WHERE c.start_char IS NULL RETURN c.id AS id"
 
 
+@graph_job(JOB)
 def plan(corpus: Corpus, graph: GraphStore) -> RefreshPlan:
     """The refresh plan against the graph. Chunks stored before chunks kept their span (``start_char``) count
     as changed, so their documents are rewritten once (embeddings come from the cache) and citations get spans."""
@@ -150,9 +157,24 @@ def embed_planned(corpus: Corpus, refresh: RefreshPlan, embedder: Embedder, cach
     return stats
 
 
+def _in_batches(stage: str, items: Sequence[Any], write: Callable[[Sequence[Any]], int], size: int,
+                on_batch: BatchHook | None) -> int:
+    """``write`` slices of ``items`` (one transaction each), logging and reporting progress after each commit."""
+    done = 0
+    for start in range(0, len(items), size):
+        done += write(items[start:start + size])
+        log.debug("%s: %s %d/%d written", JOB, stage, done, len(items))
+        if on_batch is not None:
+            on_batch(stage, done, len(items))
+    return done
+
+
+@graph_job(JOB)
 def apply_plan(corpus: Corpus, refresh: RefreshPlan, graph: GraphStore, cache: EmbeddingCache, model_id: str,
-               *, version: str | None = None) -> RefreshReport:
-    """Write the plan: chunks with embeddings, stale chunks out, documents (with their hash) last; then indexes."""
+               *, version: str | None = None, on_batch: BatchHook | None = None) -> RefreshReport:
+    """Write the plan: chunks with embeddings, stale chunks out, documents (with their hash) last, then the
+    version marker. Each batch (``graph.settings.batch_size`` rows) is one transaction; ``on_batch`` hears of
+    each commit (progress; tests kill the graph from it)."""
     started = time.perf_counter()
     graph.ensure_schema()
     chunks = _planned_chunks(corpus, refresh)
@@ -160,15 +182,18 @@ def apply_plan(corpus: Corpus, refresh: RefreshPlan, graph: GraphStore, cache: E
     missing = [c.id for c in chunks if c.hash not in vectors]
     if missing:
         raise RuntimeError(f"{len(missing)} chunks have no cached embedding (first: {missing[0]}); run the embed step")
-    written = graph.upsert_chunks([{"id": c.id, "doc_id": c.doc_id, "seq": c.seq, "text": c.text, "hash": c.hash,
-                                    "start_char": c.start_char, "end_char": c.end_char,
-                                    "embedding": vectors[c.hash].tolist()} for c in chunks])
-    deleted_chunks = graph.delete_chunks(refresh.chunks_to_delete)
-    deleted_docs = graph.delete_documents(refresh.documents_to_delete)
+    size = graph.settings.batch_size
+    rows = [{"id": c.id, "doc_id": c.doc_id, "seq": c.seq, "text": c.text, "hash": c.hash,
+             "start_char": c.start_char, "end_char": c.end_char, "embedding": vectors[c.hash].tolist()}
+            for c in chunks]
+    written = _in_batches("chunks", rows, graph.upsert_chunks, size, on_batch)
+    deleted_chunks = _in_batches("chunks_deleted", refresh.chunks_to_delete, graph.delete_chunks, size, on_batch)
+    deleted_docs = _in_batches("documents_deleted", refresh.documents_to_delete, graph.delete_documents, size,
+                               on_batch)
     by_id = {d.id: d for d in corpus.documents}
-    docs = [by_id[i] for i in refresh.documents_to_upsert]
-    written_docs = graph.upsert_documents([{"id": d.id, "hash": d.hash, "title": d.title, "source": d.path}
-                                           for d in docs])
+    docs = [{"id": d.id, "hash": d.hash, "title": d.title, "source": d.path}
+            for d in (by_id[i] for i in refresh.documents_to_upsert)]
+    written_docs = _in_batches("documents", docs, graph.upsert_documents, size, on_batch)
     if not refresh.is_empty:
         version = version or time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         graph.set_meta(VERSION_KEY, version)
@@ -181,11 +206,13 @@ def apply_plan(corpus: Corpus, refresh: RefreshPlan, graph: GraphStore, cache: E
         seconds=time.perf_counter() - started)
 
 
+@graph_job(JOB)
 def run_embedding_refresh(corpus_config: CorpusConfig, chunking: ChunkingConfig, embed: EmbedConfig,
                           graph: GraphStore, embedder: Embedder | None = None, *,
-                          version: str | None = None) -> RefreshReport:
+                          version: str | None = None, on_batch: BatchHook | None = None) -> RefreshReport:
     """The whole refresh in one call (what the pipeline's steps do one by one). ``version``: the marker to
-    write when anything changed (default: the UTC time)."""
+    write when anything changed (default: the UTC time). ``on_batch``: see ``apply_plan``. A graph that goes
+    away is one ``GraphUnavailable`` line; re-running after it is back converges to the uninterrupted result."""
     started = time.perf_counter()
     embedder = embedder or load_embedder(embed)
     corpus = load_corpus(corpus_config, chunking, embedder)
@@ -193,6 +220,6 @@ def run_embedding_refresh(corpus_config: CorpusConfig, chunking: ChunkingConfig,
     log.info("embedding_refresh plan: %s", refresh.summary())
     with open_cache(embed) as cache:
         stats = embed_planned(corpus, refresh, embedder, cache, embed.batch_size)
-        report = apply_plan(corpus, refresh, graph, cache, embedder.model_id, version=version)
+        report = apply_plan(corpus, refresh, graph, cache, embedder.model_id, version=version, on_batch=on_batch)
     return report.model_copy(update={"embedded": stats["embedded"], "cache_hits": stats["hits"],
                                      "seconds": time.perf_counter() - started})

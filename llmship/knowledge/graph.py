@@ -25,7 +25,11 @@ became Cypher. The second is slow: one round trip and one transaction per row
   batch in one explicit transaction (``session.execute_write``), so a failure
   rolls the whole batch back and the driver retries transient errors;
 - every node is ``MERGE``d on its constrained key, so re-running a pipeline
-  converges to the same graph (``ensure_schema`` creates the constraints).
+  converges to the same graph (``ensure_schema`` creates the constraints);
+- a server that goes away mid-call (killed, restarting) is one ``GraphUnavailable``
+  line once the driver's retries (``max_retry_time_s``) are spent, never a raw
+  driver traceback; a pipeline function marked ``@graph_job`` names itself in
+  it and says that re-running is safe (tests/reliability/test_graph_faults.py).
 
 Server differences (DDL, search index names) live in ``dialects.py``; the queries here
 are the same on both backends.
@@ -33,14 +37,16 @@ are the same on both backends.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 
-from llmship.errors import GraphError
+from llmship.errors import GraphError, GraphUnavailable
 from llmship.knowledge import dialects
 from llmship.knowledge.dialects import LABEL_KEYS, REL_TYPES, Dialect
 
@@ -254,6 +260,8 @@ class GraphSettings(BaseModel):
         extra: dict[str, Any] = {}
         if env.get("LLMSHIP_GRAPH_BATCH_SIZE"):
             extra["batch_size"] = int(env["LLMSHIP_GRAPH_BATCH_SIZE"])
+        if env.get("LLMSHIP_GRAPH_MAX_RETRY_S"):
+            extra["max_retry_time_s"] = float(env["LLMSHIP_GRAPH_MAX_RETRY_S"])
         if backend == "neo4j":
             return cls(backend="neo4j", uri=env.get("NEO4J_URI", "bolt://127.0.0.1:7687"),
                        user=env.get("NEO4J_USER", "neo4j"), password=SecretStr(env.get("NEO4J_PASSWORD", "")),
@@ -371,7 +379,10 @@ class GraphStore:
         except GraphError:
             raise
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError) as err:
-            raise GraphError(f"lost the graph at {self.settings.uri} during {what}: {_one_line(err)}") from None
+            # (IncompleteCommit is a ServiceUnavailable: the commit may or may not have landed; every write here
+            # is idempotent, so repeating it is right either way.)
+            raise GraphUnavailable.lost(self.settings.uri, what, _reason(err),
+                                        dialects.remedy(self.settings)) from None
         except neo4j.exceptions.Neo4jError as err:
             raise GraphError(f"graph {what} failed: {err.code}: {_one_line(err.message or err)}") from None
         except neo4j.exceptions.DriverError as err:
@@ -406,10 +417,12 @@ class GraphStore:
         query = QUERIES[query_name]
         return self._write_batches(query_name, list(rows), lambda tx, batch: tx.run(query, rows=batch).consume())
 
-    def write_together(self, steps: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> int:
+    def write_together(self, steps: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], *,
+                       what: str | None = None) -> int:
         """Run named ``QUERIES`` statements, in order, each over its rows, in ONE write transaction: all of
         them or none (a batch that must land whole, e.g. a chunk's mentions and its done-mark). Returns the
-        rows written. Keep each step's rows to about ``batch_size``; they are not split."""
+        rows written. Keep each step's rows to about ``batch_size``; they are not split. ``what``: the name
+        errors give the transaction (default: the statement names joined by ``+``)."""
         for name, _ in steps:
             if name not in QUERIES:
                 raise GraphError(f"unknown graph write {name!r}; known: {', '.join(QUERIES)}")
@@ -419,7 +432,7 @@ class GraphStore:
             for query, rows in todo:
                 tx.run(query, rows=rows).consume()
 
-        self._write_batches("+".join(name for name, _ in steps), [None] if todo else [], work)
+        self._write_batches(what or "+".join(name for name, _ in steps), [None] if todo else [], work)
         return sum(len(rows) for _, rows in todo)
 
     # ---- schema -------------------------------------------------------------------------------------------------
@@ -588,3 +601,42 @@ def _relink(tx, doc_ids: Sequence[str]) -> None:
 def _one_line(err: object) -> str:
     return " ".join(str(err).split())[:300] or type(err).__name__
 
+
+_REASON = re.compile(r"\(reason (.+)\)\s*$")
+_OS_ERROR = re.compile(r"(\w+Error)\(\d+, '([^']+)'\)")
+
+
+def _reason(err: BaseException) -> str:
+    """The short why of a lost connection: ``ServiceUnavailable: [Errno 111] Connection refused`` rather than
+    the driver's two addresses per line."""
+    text = _one_line(err)
+    found = _REASON.search(text)
+    if found:
+        text = found.group(1)
+    elif found := _OS_ERROR.search(text):
+        text = f"{found.group(1)}: {found.group(2)}"
+    return f"{type(err).__name__}: {text}"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def graph_job(name: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Mark a pipeline function (``embedding_refresh``, ``kg_update``): a graph that goes away while it runs
+    surfaces as ONE line naming the pipeline and saying what to do — ``GraphUnavailable.in_job``: start the
+    graph again and re-run; the run is safe to repeat (every write is an idempotent MERGE and each pipeline
+    writes its done-marks last, see embedding_refresh.py and kg.py). The same error object is re-raised, so a
+    ZenML step that calls the function fails with exactly this line (``scripts/pipeline.sh`` prints it)."""
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except GraphUnavailable as err:
+                err.in_job(name)
+                raise
+
+        return run
+
+    return decorate

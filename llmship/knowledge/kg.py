@@ -41,7 +41,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from llmship.knowledge.entities import EntityExtractor, Mention, link, summarise
-from llmship.knowledge.graph import GraphStore
+from llmship.knowledge.graph import GraphStore, graph_job
 from llmship.knowledge.graph_embeddings import EmbeddingReport, GcnConfig, train_embeddings
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ RETURN count(e) AS n
 """
 FINGERPRINT_META = "kg_embedding_fingerprint"
 AUC_META = "kg_embedding_auc"
+JOB = "kg_update"
 
 
 class DerivedStats(BaseModel):
@@ -128,13 +129,15 @@ def _mention_rows(chunk_ids: Sequence[str], mentions: Sequence[Mention], keys: S
             for cid, by_key in per.items()}
 
 
+@graph_job(JOB)
 def run_kg_update(graph: GraphStore, extractor: EntityExtractor, *, batch_size: int = 256, embed: bool = True,
                   gcn: GcnConfig | None = None, progress: bool = True,
                   on_batch: Callable[[int, int], None] | None = None) -> KgReport:
     """Bring entities, mentions, co-occurrences (and graph embeddings, ``embed``) up to date with the chunks.
 
     ``on_batch(batches_done, chunks_done)`` is called after each committed chunk batch (progress hooks; tests
-    raise from it to simulate a run killed half-way). See the module docstring for the guarantees."""
+    raise from it to simulate a run killed half-way). See the module docstring for the guarantees; a graph that
+    goes away is one ``GraphUnavailable`` line, and a re-run after it is back converges."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     started = time.perf_counter()
@@ -165,17 +168,20 @@ def run_kg_update(graph: GraphStore, extractor: EntityExtractor, *, batch_size: 
         rows_by_chunk = _mention_rows([r["id"] for r in pending], mentions, linking.keys)
         log.info("kg_update: %d pending chunks, %d mentions of %d entities (NER %.1fs)", len(pending),
                  len(mentions), len(entity_rows), report.ner_seconds)
-        for number, batch in enumerate(_batches(pending, batch_size), start=1):
+        batches = _batches(pending, batch_size)
+        for number, batch in enumerate(batches, start=1):
             links = [row for r in batch for row in rows_by_chunk[r["id"]]]
             graph.write_together([
                 ("kg_unlink_mentions", [{"id": r["id"]} for r in batch]),
                 ("kg_merge_entities", [entity_rows[k] for k in sorted({row["key"] for row in links})]),
                 ("kg_link_mentions", links),
                 ("kg_mark_chunks", [{"id": r["id"], "hash": r["hash"]} for r in batch]),  # last
-            ])
+            ], what=f"mentions batch {number}/{len(batches)}")
             report.batches = number
             report.chunks_processed += len(batch)
             report.mention_links += len(links)
+            log.debug("%s: mentions batch %d/%d committed (%d/%d chunks)", JOB, number, len(batches),
+                      report.chunks_processed, len(pending))
             if on_batch is not None:
                 on_batch(number, report.chunks_processed)
     derived = refresh_derived(graph)
@@ -189,6 +195,7 @@ def run_kg_update(graph: GraphStore, extractor: EntityExtractor, *, batch_size: 
     return report
 
 
+@graph_job(JOB)
 def refresh_derived(graph: GraphStore) -> DerivedStats:
     """Entity names/aliases/counts, stale-entity removal and CO_OCCURS, from the stored MENTIONS (a diff)."""
     surfaces: dict[str, Counter[str]] = defaultdict(Counter)
@@ -225,6 +232,7 @@ def refresh_derived(graph: GraphStore) -> DerivedStats:
                         co_occurs_written=len(put), co_occurs_removed=len(drop))
 
 
+@graph_job(JOB)
 def embed_entities(graph: GraphStore, config: GcnConfig | None = None, *, force: bool = False) -> EmbeddingReport:
     """Train the GCN autoencoder on the stored entity graph and write ``Entity.graph_embedding``; skipped
     when its inputs are unchanged since the last training and every entity has a vector (``force``: train)."""

@@ -11,7 +11,6 @@ import pytest
 from pydantic import ValidationError
 
 from llmship.knowledge.documents import parse_document
-from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.embedding_refresh import (
     ChunkingConfig,
     CorpusConfig,
@@ -30,11 +29,6 @@ CORPUS = REPO / "data/corpus/docs"
 SAMPLE = ["towns/tarnby.md", "people/agnes-kitto.md", "companies/kestrel-cycles.md", "guides/vellmark-overview.md",
           "notes/data-entry-incident-2022.md", "recipes/lantern-buns.txt", "festivals/tarn-regatta.html",
           "archive/ledger-1898-latin1.txt", "attachments/scanned-timetable.txt"]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder.load(threads=1)
 
 
 @pytest.fixture()

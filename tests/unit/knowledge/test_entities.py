@@ -106,11 +106,6 @@ def test_summarise_prefers_the_full_form():
     assert summarise("PERSON:ada brenner", {"Brenner": 3}) == ("Brenner", [], 3)
 
 
-@pytest.fixture(scope="module")
-def extractor():
-    return EntityExtractor()
-
-
 def test_extractor_finds_kept_labels_only(extractor):
     chunks = [("c1", "Ada Brenner founded Vellmark Ferries Ltd in Carrow Bay in 1999."),
               ("c2", "Nothing to see here."),

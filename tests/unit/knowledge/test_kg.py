@@ -7,7 +7,6 @@ import hashlib
 import pytest
 
 from llmship.errors import GraphError
-from llmship.knowledge.entities import EntityExtractor
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.knowledge.graph_embeddings import GcnConfig
 from llmship.knowledge.kg import run_kg_update
@@ -53,11 +52,6 @@ def snapshot(graph: GraphStore, embeddings: bool = False) -> dict:
             "co_occurs": sorted(co, key=lambda r: (r["a"], r["b"])),
             "marks": sorted(({"id": r["id"], "done": bool(r["done"])} for r in marks), key=lambda r: r["id"]),
             "counts": graph.counts()}
-
-
-@pytest.fixture(scope="module")
-def extractor():
-    return EntityExtractor()
 
 
 def test_first_run_then_rerun_does_nothing(graph, extractor):

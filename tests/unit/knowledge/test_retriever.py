@@ -9,9 +9,7 @@ import pytest
 
 from llmship.errors import GraphError
 from llmship.knowledge import dialects
-from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, run_embedding_refresh
-from llmship.knowledge.entities import EntityExtractor
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.knowledge.kg import run_kg_update
 from llmship.knowledge.rag_eval import evaluate_retrieval
@@ -41,16 +39,6 @@ QUESTIONS = [
     {"id": "q4", "question": "Who founded the Harrowgate Lamp Company?", "gold": "Ysolde  Fairweather",
      "doc_id": "lamps.md"},
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder.load(threads=1)
-
-
-@pytest.fixture(scope="module")
-def extractor():
-    return EntityExtractor()
 
 
 @pytest.fixture(scope="module")

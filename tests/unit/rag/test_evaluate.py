@@ -10,7 +10,7 @@ import mlflow
 from llmship.knowledge.retriever import Retriever
 from llmship.rag.app import create_rag_app
 from llmship.rag.evaluate import EXPERIMENT, aevaluate_rag, log_to_mlflow
-from tests.unit.rag.test_rag_service import _rag, _sdk, chat_app, corpus, embedder  # noqa: F401 - fixtures
+from tests.unit.rag.test_rag_service import _rag, _sdk, chat_app, corpus  # noqa: F401 - fixtures
 
 QUESTIONS = [
     {"id": "a", "question": "How far can the Brackenholm Light be seen?", "gold": "nineteen miles",

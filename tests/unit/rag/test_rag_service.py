@@ -10,7 +10,6 @@ import openai
 import pytest
 
 from llmship.engine import load_engine
-from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.embedding_refresh import (
     VERSION_KEY,
     ChunkingConfig,
@@ -41,11 +40,6 @@ NEW_DOC = {"railway.md": "# Pellingford railway museum\n\nThe Pellingford railwa
                           "morning.\n"}  # added by the "new refresh without restart" tests
 # The tiny model knows 256 positions: a short instruction, one short source, short answers.
 SETTINGS = {"top_k": 2, "max_context_chars": 100, "instruction": "Cite like [1]."}
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return Embedder.load(threads=1)
 
 
 @pytest.fixture(scope="module")
