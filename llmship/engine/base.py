@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from llmship.errors import ContextLengthExceeded, InvalidRequest
 
 FinishReason = Literal["stop", "length"]
 MAX_TOP_LOGPROBS = 20
+MIN_TEMPERATURE = 1e-2  # vLLM's floor: below it logits / temperature overflows float32
 
 
 class SamplingParams(BaseModel):
@@ -42,6 +43,14 @@ class SamplingParams(BaseModel):
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     logprobs: bool = False
     top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_floor(cls, value: float) -> float:
+        """0 is greedy; a positive temperature below ``MIN_TEMPERATURE`` is raised to it (as vLLM does), since
+        logits divided by it overflow to inf and NaN probabilities — for callers of the engine that skip the
+        HTTP request models too."""
+        return MIN_TEMPERATURE if 0.0 < value < MIN_TEMPERATURE else value
 
 
 @dataclass

@@ -33,7 +33,7 @@ class AuditLog:
         log.info(line)
         if self._fd is not None:
             with self._lock:
-                os.write(self._fd, (line + "\n").encode())
+                os.write(self._fd, (line + "\n").encode("utf-8", "backslashreplace"))  # lone surrogates too
 
     def close(self) -> None:
         if self._fd is not None:

@@ -19,8 +19,21 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 
 def error_body(message: str, status: int, *, type_: str | None = None, param: str | None = None,
                code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_ or _TYPES.get(status, "server_error"), "param": param,
-                      "code": code}}
+    return {"error": {"message": _text(message), "type": _text(type_ or _TYPES.get(status, "server_error")),
+                      "param": _text(param), "code": _text(code)}}
+
+
+def _text(value: str | None) -> str | None:
+    """Error text can quote the request (a model name, a parameter): keep it encodable as UTF-8, so rendering the
+    error never fails — a lone surrogate there would turn a 404 into a crash."""
+    if value is None:
+        return None
+    value = str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def error_response(message: str, status: int, *, headers: dict | None = None, **kw) -> JSONResponse:
@@ -43,6 +56,9 @@ def install(app: FastAPI) -> None:
                                   400, code="invalid_json")
         loc = [str(p) for p in first.get("loc", []) if p != "body"]
         param = ".".join(loc) or None
+        if first.get("type") == "invalid_unicode":  # llmship.openai.protocol: where it is, in ctx
+            param = (first.get("ctx") or {}).get("param") or param
+            return error_response(f"{param or 'body'}: {first.get('msg')}", 400, param=param, code="invalid_unicode")
         if first.get("type") == "extra_forbidden":
             return error_response(f"Unrecognized request argument supplied: {param}", 400, param=param,
                                   code="unsupported_parameter")

@@ -6,17 +6,30 @@ with a 400 naming it, never silently ignored. A field sent as ``null`` means
 value is null are dropped rather than rejected. Extras beyond OpenAI's set are
 the ones vLLM users know (``top_k``, ``ignore_eos``) plus ``session_id``
 (server-side conversations, like LMDeploy's interactive mode).
+
+Text must be Unicode: JSON can spell a lone UTF-16 surrogate (``"\\ud800"``) and Python keeps it, but no
+tokenizer, UTF-8 encoder or upstream client can take one, so a request that holds one anywhere (a value or a
+key) is refused up front with a 400 ``invalid_unicode`` naming where it is. ``seed`` has OpenAI's int64
+range; a positive ``temperature`` below ``MIN_TEMPERATURE`` is raised to it, as vLLM does; ``session_id`` is an
+identifier (ASCII letters, digits and ``._:@~+-``), since it comes back in a header and in URL paths.
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from llmship.engine.base import MIN_TEMPERATURE
 
 MAX_N = 8
+INT64 = 2**63
+SESSION_ID = r"^[A-Za-z0-9._:@~+-]+$"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _id(prefix: str) -> str:
@@ -32,6 +45,46 @@ class _Request(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None or k in cls.model_fields}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_only(cls, data: Any) -> Any:
+        where = lone_surrogate(data)
+        if where is not None:
+            raise PydanticCustomError("invalid_unicode", "the text holds a lone UTF-16 surrogate, which is not valid "
+                                      "Unicode; send UTF-8 text (astral characters as one code point or a "
+                                      "surrogate pair)", {"param": where})
+        return data
+
+
+def lone_surrogate(data: Any) -> str | None:
+    """Where in a parsed JSON document a string or key holds a lone surrogate (``messages.0.content``; ``""`` for
+    the document itself), or None. Iterative, so any depth the JSON parser accepted is fine here too."""
+    stack: list[tuple[Any, tuple | None]] = [(data, None)]  # (value, its location as a (key, parent) chain)
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            if isinstance(value, str) and _SURROGATE.search(value):
+                return _where(at)
+            continue
+        for key, item in items:
+            if isinstance(key, str) and _SURROGATE.search(key) or isinstance(item, str) and _SURROGATE.search(item):
+                return _where((key, at))
+            if isinstance(item, (dict, list)):
+                stack.append((item, (key, at)))
+    return None
+
+
+def _where(at: tuple | None) -> str:
+    parts = []
+    while at is not None:
+        key, at = at
+        parts.append(str(key).encode("utf-8", "backslashreplace").decode("utf-8"))
+    return ".".join(reversed(parts))
 
 
 class TextPart(BaseModel):
@@ -69,11 +122,18 @@ class _Sampling(_Request):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-INT64, lt=INT64)  # what torch and OpenAI take
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     ignore_eos: bool = False
     user: str | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_floor(cls, value: float) -> float:
+        """0 is greedy; a positive temperature under ``MIN_TEMPERATURE`` (0.01) is raised to it, as vLLM does:
+        dividing float32 logits by it would give inf and NaN probabilities."""
+        return MIN_TEMPERATURE if 0 < value < MIN_TEMPERATURE else value
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -87,7 +147,9 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    # An identifier: it travels back in the x-llmship-session-id header and in /v1/sessions/{id} paths, where
+    # non-ASCII, control characters or "/" cannot go.
+    session_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=SESSION_ID)
 
 
 class CompletionRequest(_Sampling):

@@ -178,10 +178,20 @@ class RagService:
         key = await self._key(prep)
         hit = self.cache.get(key) if key else None
         state = None if key is None else ("hit" if hit is not None else "miss")
-        return self._headers(prep, info.version, state), self._stream(prep, include_usage, key, hit)
+        upstream = None
+        if hit is None:
+            # Open the model's stream and take its first chunk now: a request the model refuses (context length,
+            # body size) is then a real 4xx, as without streaming, rather than a 200 with an error inside.
+            upstream = aiter(self.upstream.stream(prep.messages, prep.params))
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                first = None
+            upstream = _prepend(first, upstream)
+        return self._headers(prep, info.version, state), self._stream(prep, include_usage, key, hit, upstream)
 
-    async def _stream(self, prep: Prepared, include_usage: bool, key: str | None, hit: dict[str, Any] | None
-                      ) -> AsyncIterator[str]:
+    async def _stream(self, prep: Prepared, include_usage: bool, key: str | None, hit: dict[str, Any] | None,
+                      upstream: AsyncIterator[dict[str, Any]] | None = None) -> AsyncIterator[str]:
         """SSE lines: role, content deltas, finish, usage (when asked), citations, ``[DONE]``. Errors after the
         first byte travel in-band as an OpenAI error object (``llmship.openai.app._sse_error``)."""
         from llmship.openai.app import _sse_error
@@ -217,7 +227,7 @@ class RagService:
             else:
                 parts: list[str] = []
                 finish, usage = None, None
-                async for chunk in self.upstream.stream(prep.messages, prep.params):
+                async for chunk in upstream or self.upstream.stream(prep.messages, prep.params):
                     chunk["id"], chunk["model"], chunk["created"] = cid, prep.model, created
                     if chunk.get("usage"):
                         usage = chunk["usage"]
@@ -242,6 +252,20 @@ class RagService:
             yield _sse_error(err)
             return
         yield "data: [DONE]\n\n"
+
+
+async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
+                   ) -> AsyncIterator[dict[str, Any]]:
+    """``first`` (already taken from ``rest``), then the rest; closing this closes ``rest``."""
+    try:
+        if first is not None:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

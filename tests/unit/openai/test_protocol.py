@@ -3,7 +3,14 @@
 import pytest
 from pydantic import ValidationError
 
-from llmship.openai.protocol import MAX_N, ChatCompletionRequest, CompletionRequest
+from llmship.openai.protocol import (
+    MAX_N,
+    MIN_TEMPERATURE,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    lone_surrogate,
+)
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -51,3 +58,59 @@ def test_completion_request_takes_text_or_token_prompts():
     assert CompletionRequest(model="m", prompt=["a", "b"]).prompt == ["a", "b"]
     with pytest.raises(ValidationError):
         CompletionRequest(model="m", prompt=[{"x": 1}])
+
+
+# ---- found by tests/reliability/test_fuzz.py: each of these was a 500 (a crash) before the protocol refused it
+@pytest.mark.parametrize(("body", "where"), [
+    ({"model": "\ud800", "messages": MSG}, "model"),
+    ({"model": "m", "messages": [{"role": "user", "content": "a\udfffb"}]}, "messages.0.content"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]},
+     "messages.0.content.0.text"),
+    ({"model": "m", "messages": MSG, "stop": ["ok", "\ud83d"]}, "stop.1"),
+    ({"model": "m", "messages": MSG, "bogus\ud800": 1}, "bogus\\ud800"),  # a key: named, escaped
+])
+def test_lone_surrogates_are_refused_where_they_are(body, where):
+    assert lone_surrogate(body) == where
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate(body)
+    first = err.value.errors()[0]
+    assert first["type"] == "invalid_unicode" and first["ctx"]["param"] == where
+
+
+def test_astral_characters_and_deep_documents_are_fine():
+    emoji = ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "\U0001F600"}]})
+    assert emoji.messages[0].content == "\U0001F600"
+    deep: list = ["\udfff"]
+    for _ in range(5000):  # deeper than Python's recursion limit: the walk is iterative
+        deep = [deep]
+    assert lone_surrogate({"input": deep}).startswith("input.0.0.0")
+    with pytest.raises(ValidationError):
+        EmbeddingRequest.model_validate({"model": "m", "input": "x\ud800"})
+    with pytest.raises(ValidationError):
+        CompletionRequest.model_validate({"model": "m", "prompt": ["ok", "\ud800"]})
+
+
+def test_seed_has_the_int64_range():
+    for seed in (-(2**63), -1, 0, 2**63 - 1):
+        assert ChatCompletionRequest(model="m", messages=MSG, seed=seed).seed == seed
+    for seed in (-(2**63) - 1, 2**63, 2**64):  # torch.Generator.manual_seed overflowed: a 500
+        with pytest.raises(ValidationError) as err:
+            CompletionRequest(model="m", prompt="a", seed=seed)
+        assert err.value.errors()[0]["loc"] == ("seed",)
+
+
+def test_a_tiny_positive_temperature_is_raised_to_the_floor():
+    """logits / 2.5e-207 is inf in float32 and the softmax NaN: torch.multinomial failed (a 500)."""
+    for tiny in (5e-324, 2.5e-207, 1e-39, MIN_TEMPERATURE / 2):
+        assert ChatCompletionRequest(model="m", messages=MSG, temperature=tiny).temperature == MIN_TEMPERATURE
+    assert ChatCompletionRequest(model="m", messages=MSG, temperature=0).temperature == 0  # greedy stays greedy
+    assert CompletionRequest(model="m", prompt="a", temperature=0.7).temperature == 0.7
+
+
+@pytest.mark.parametrize("sid", ["\U000c4ad6", "a b", "a/b", "x\r\ny", "caf\u00e9"])
+def test_session_id_is_an_identifier(sid):
+    """It comes back in a header (latin-1 only: a non-latin-1 id crashed the response) and in URL paths."""
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest(model="m", messages=MSG, session_id=sid)
+    assert err.value.errors()[0]["loc"] == ("session_id",)
+    assert ChatCompletionRequest(model="m", messages=MSG, session_id="user-42:chat.1@app~x+y").session_id

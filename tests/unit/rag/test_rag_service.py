@@ -205,6 +205,23 @@ def test_bad_requests_get_openai_errors(corpus, embedder, chat_app):
                         (404, "model")]
 
 
+def test_a_stream_the_chat_model_refuses_is_an_http_error_not_a_200(corpus, embedder, chat_app):
+    """The chat model's own refusal (here: more tokens than its context) comes before any byte is sent, so a
+    streamed RAG answer gets the same 400 as a non-streamed one (found by the fuzz: it was a 200 with an error
+    event inside)."""
+    app = create_rag_app(_rag(corpus, embedder, chat_app))
+    body = {"model": "rag", "messages": [{"role": "user", "content": "How far can the Brackenholm Light be seen?"}],
+            "max_tokens": 100_000}
+
+    async def go():
+        async with _http(app) as http:
+            return [await http.post("/v1/chat/completions", json={**body, "stream": s}) for s in (False, True)]
+
+    plain, streamed = run(go())
+    assert plain.status_code == streamed.status_code == 400
+    assert streamed.json()["error"] == plain.json()["error"]
+
+
 def test_collection_model_restricts_sources(corpus, embedder, chat_app):
     app = create_rag_app(_rag(corpus, embedder, chat_app))
     out = run(_sdk(app).chat.completions.create(
