@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_bench import _pct, messages_for  # the shared prompt set
+from benchmarks.serve_bench import _pct, messages_for, sse_lines  # noqa: F401 - sse_lines: also for tests
 
 HOST = "127.0.0.1"
 CLIENT_KINDS = ("httpx", "openai")
@@ -250,27 +250,6 @@ class StreamCheck:
                 (u.get("prompt_tokens") or 0) + u["completion_tokens"]):
             return "malformed stream", f"inconsistent usage {u}"
         return None
-
-
-async def sse_lines(resp):
-    """The response body's lines as SSE defines them: split on CRLF, LF or CR only.
-
-    Not ``httpx.Response.aiter_lines``: it splits like ``str.splitlines``, also on U+0085, U+2028 and U+2029,
-    which JSON leaves unescaped inside strings, so a token containing one cuts a ``data:`` line in two
-    (seen with the tiny random model). The official SDK splits bytes correctly.
-    """
-    buf = b""
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        hold = b"\r" if buf.endswith(b"\r") else b""  # maybe the first half of a CRLF
-        if hold:
-            buf = buf[:-1]
-        *lines, buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        buf += hold
-        for line in lines:
-            yield line.decode("utf-8", errors="replace")
-    if buf.strip(b"\r"):
-        yield buf.strip(b"\r").decode("utf-8", errors="replace")
 
 
 def _body(max_tokens: int, model: str, messages: list[dict], temperature: float) -> dict:

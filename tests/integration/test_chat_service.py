@@ -24,6 +24,7 @@ import httpx
 import openai
 import pytest
 
+from benchmarks.serve_bench import iter_sse_lines
 from llmship.errors import ServeError
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
@@ -206,7 +207,7 @@ def test_a_client_that_disconnects_frees_its_slot(server):
     with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=60,
                       json={"model": NAME, "messages": [{"role": "user", "content": "Talk."}], "max_tokens": 100,
                             "stream": True, "ignore_eos": True}) as resp:
-        lines = resp.iter_lines()
+        lines = iter_sse_lines(resp)
         assert [next(lines) for _ in range(3)]  # generation is under way
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (stat()["slots_busy"] or stat()["requests_cancelled"] == before):
@@ -307,7 +308,7 @@ def test_zz_stopping_the_server_drains_a_running_stream(server):
         with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=120,
                           json={"model": NAME, "messages": [{"role": "user", "content": "Long story."}],
                                 "max_tokens": 80, "stream": True, "ignore_eos": True}) as resp:
-            for line in resp.iter_lines():
+            for line in iter_sse_lines(resp):
                 if line:  # SSE events are separated by blank lines
                     lines.append(line)
                     started.set()

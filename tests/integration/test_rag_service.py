@@ -18,6 +18,7 @@ import httpx
 import openai
 import pytest
 
+from benchmarks.serve_bench import iter_sse_lines
 from llmship.gateway import KeyStore
 from llmship.knowledge import server as graph_server_mod
 from llmship.knowledge.embedder import Embedder
@@ -104,7 +105,7 @@ def test_stream_has_citations_before_done(stack):
             "model": "rag", "messages": [{"role": "user", "content": "Where does Quillbury blue ripen?"}],
             "max_tokens": 6, "stream": True}) as response:
         assert response.status_code == 200
-        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+        events = [line.removeprefix("data: ") for line in iter_sse_lines(response) if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     import json
 
