@@ -31,13 +31,20 @@ from typing import Any
 
 from starlette.middleware.cors import CORSMiddleware
 
-from llmship.errors import AuthenticationError, InvalidRequest, LlmshipError, PayloadTooLarge, PermissionDenied, \
-    RateLimited
+from llmship.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    LlmshipError,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+)
 from llmship.gateway.audit import AuditLog
 from llmship.gateway.keys import ApiKey, KeyStore
 from llmship.gateway.limiter import Admission, KeyLimiter
 from llmship.gateway.settings import GatewaySettings
 from llmship.gateway.usage import Usage, current
+from llmship.openai.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,8 @@ class RequestFacts:
 
     def __init__(self, payload: Any) -> None:
         body = payload if isinstance(payload, dict) else {}
+        self.payload = payload if isinstance(payload, dict) else None  # the parsed body, for a rewrite
+        self._tokens: int | None = None
         self.model = body.get("model") if isinstance(body.get("model"), str) else None
         messages = body.get("messages")
         self.messages = messages if isinstance(messages, list) else None
@@ -92,12 +101,15 @@ class RequestFacts:
                     self._add(item)
 
     def prompt_tokens(self, tokenizer: Tokenizer | None) -> int:
-        """The prompt's tokens: the service's tokenizer when it has one, else OpenAI's estimate (4 chars a token)."""
-        total = self.token_ids
-        for text in self.texts:
-            counted = tokenizer(text) if tokenizer is not None else None
-            total += counted if counted is not None else math.ceil(len(text) / 4)
-        return total
+        """The prompt's tokens: the service's tokenizer when it has one, else OpenAI's estimate (4 chars a token).
+        Counted once per request (the prompt cap and the token reservation both ask)."""
+        if self._tokens is None:
+            total = self.token_ids
+            for text in self.texts:
+                counted = tokenizer(text) if tokenizer is not None else None
+                total += counted if counted is not None else math.ceil(len(text) / 4)
+            self._tokens = total
+        return self._tokens
 
 
 class Gateway:
@@ -213,10 +225,9 @@ class Gateway:
             if facts.max_tokens is not None and facts.max_tokens > cap:
                 raise InvalidRequest(f"max_tokens is {facts.max_tokens}; the key {key.name!r} allows at most {cap}",
                                      param="max_tokens", code="max_tokens_exceeded")
-            payload = _json(body)
-            if facts.max_tokens is None and isinstance(payload, dict):
-                payload["max_tokens"] = facts.max_tokens = cap
-                body = json.dumps(payload).encode()
+            if facts.max_tokens is None and facts.payload is not None:
+                facts.payload["max_tokens"] = facts.max_tokens = cap
+                body = json.dumps(facts.payload).encode()
                 scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or []
                                               if k != b"content-length"] +
                          [(b"content-length", str(len(body)).encode())]}
@@ -300,8 +311,7 @@ def _replay(body: bytes, receive: Any) -> Any:
 
 async def _send_error(send: Any, err: LlmshipError, extra: list[tuple[bytes, bytes]] | None,
                       state: dict[str, Any]) -> None:
-    payload = json.dumps({"error": {"message": str(err), "type": err.type, "param": err.param,
-                                    "code": err.code}}).encode()
+    payload = json.dumps(error_body(str(err), err.status, type_=err.type, param=err.param, code=err.code)).encode()
     request_id = state["request_id"] or uuid.uuid4().hex
     state["request_id"] = request_id
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
