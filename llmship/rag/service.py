@@ -227,7 +227,7 @@ class RagService:
             else:
                 parts: list[str] = []
                 finish, usage = None, None
-                async for chunk in upstream or self.upstream.stream(prep.messages, prep.params):
+                async for chunk in upstream:  # opened by open_stream whenever there is no cached answer
                     chunk["id"], chunk["model"], chunk["created"] = cid, prep.model, created
                     if chunk.get("usage"):
                         usage = chunk["usage"]
