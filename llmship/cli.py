@@ -220,9 +220,9 @@ def _serve_rag(args: argparse.Namespace) -> int:
     if args.chat_url is None and model_uri.startswith("models:/"):  # our chat server: the gateway settings in env
         from llmship.config import ServeConfig
         from llmship.gateway.settings import GatewaySettings
+        from llmship.registry.mlflow_registry import split_model_uri
 
-        chat_model = model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
-        env = rag_env(ServeConfig(gateway=GatewaySettings.from_env()), chat_model)
+        env = rag_env(ServeConfig(gateway=GatewaySettings.from_env()), split_model_uri(model_uri)[0])
     info = start_rag(chat_url, model_uri=model_uri, host=args.host, port=args.port, wait_s=args.wait, env=env)
     print(f"RAG service at {info.url}/v1 (model \"rag\"; POST /v1/retrieve), answering with {chat_url}; "
           f"log {info.log}")

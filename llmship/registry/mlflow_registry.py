@@ -56,6 +56,18 @@ class Promotion(BaseModel):
     reason: str
 
 
+def split_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/<name>@<alias>`` → (name, alias, None); ``models:/<name>/<version>`` → (name, None, version)."""
+    if not uri.startswith("models:/"):
+        raise RegistryError(f"{uri!r} is not a models:/ URI")
+    body = uri[len("models:/"):]
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, alias, None
+    name, _, version = body.partition("/")
+    return name, None, version
+
+
 def _local_path(uri: str) -> Path | None:
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
@@ -202,18 +214,14 @@ class ModelRegistry:
 
     def resolve(self, uri: str) -> tuple[ModelVersionRef, Path]:
         """``models:/<name>@<alias>`` or ``models:/<name>/<version>`` → (version, local model folder)."""
-        if not uri.startswith("models:/"):
-            raise RegistryError(f"{uri!r} is not a models:/ URI")
-        body = uri[len("models:/"):]
-        if "@" in body:
-            name, alias = body.split("@", 1)
+        name, alias, version = split_model_uri(uri)
+        if alias is not None:
             ref = self.by_alias(name, alias)
             if ref is None:
                 raise RegistryError(f"no version of {name!r} has alias {alias!r}; run the deploy_llm pipeline first")
         else:
             from mlflow.exceptions import MlflowException
 
-            name, _, version = body.partition("/")
             try:
                 ref = self.get(name, version)
             except MlflowException:
