@@ -77,13 +77,18 @@ def parse_duration(text: str) -> float:
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
+def default_path() -> Path:
+    """Where the services and ``llmship keys`` find the store unless ``keys_db`` says otherwise."""
+    return paths.sub("gateway") / "keys.db"
+
+
 def _digest(salt: bytes, secret: str) -> bytes:
     return hashlib.sha256(salt + secret.encode()).digest()
 
 
 class KeyStore:
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else paths.sub("gateway") / "keys.db"
+        self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -91,9 +96,6 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, one fsync less
         self._db.execute(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
-        if "max_tokens" not in columns:  # a store made before keys had a max_tokens cap
-            self._db.execute("ALTER TABLE keys ADD COLUMN max_tokens INTEGER")
         if new:
             os.chmod(self.path, 0o600)
         self._lock = threading.Lock()

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmship import paths
+from llmship.gateway.keys import default_path
 
 PREFIX = "LLMSHIP_GATEWAY_"
 
@@ -61,7 +62,7 @@ class GatewaySettings(BaseModel):
         return out
 
     def keys_path(self) -> Path:
-        return Path(self.keys_db) if self.keys_db else paths.sub("gateway") / "keys.db"
+        return Path(self.keys_db) if self.keys_db else default_path()
 
     def audit_file(self) -> Path:
         return Path(self.audit_path) if self.audit_path else paths.sub("gateway") / "audit.jsonl"
