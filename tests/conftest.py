@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,14 @@ def register_champion(name: str, built, serve_backend: str):
     ref = registry.register(name, built.folder.parent, tags={"serve_backend": serve_backend})
     registry.promote(name, ref.version, GateReport(results=[]))
     return registry
+
+
+def fresh_minute(margin_s: float = 15.0) -> None:
+    """Wait until the current calendar minute has ``margin_s`` left. The gateway's sliding windows are keyed by
+    minute: a test that counts exact remaining requests or tokens must not straddle two windows (the previous
+    window is then only partly weighted, and the count shifts)."""
+    while time.time() % 60 > 60 - margin_s:
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import pytest
 from llmship.gateway import KeyStore
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
-from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.conftest import REPO, free_port, fresh_minute, llmship_home, register_champion
 
 NAME = "tiny-gated"
 PROBES = ("/livez", "/readyz", "/healthz")
@@ -75,6 +75,7 @@ def test_every_protected_route_needs_a_key(served):
 
 def test_a_key_over_its_limit_gets_openai_429(served):
     client = openai.OpenAI(base_url=f"{served['url']}/v1", api_key=served["keys"]["limited"], max_retries=0)
+    fresh_minute()
     for _ in range(3):
         client.models.list()
     with pytest.raises(openai.RateLimitError) as caught:

@@ -14,6 +14,7 @@ from llmship.engine import load_engine
 from llmship.gateway import Gateway, GatewaySettings, KeyStore
 from llmship.openai.app import ApiSettings, create_app
 from llmship.openai.runtime import Runtime, ServedModel
+from tests.conftest import fresh_minute
 
 MODEL = "tiny"
 MSG = [{"role": "user", "content": "Tell me about bread."}]
@@ -118,6 +119,7 @@ def test_models_outside_the_key_and_patterns(runtime, store, tmp_path):
 def test_requests_per_minute_give_429_with_openai_headers(runtime, store, tmp_path):
     app = gated(runtime, store, tmp_path)
     _, key = store.create("rpm", rpm=2)
+    fresh_minute()
 
     async def go():
         async with http(app, key) as c:
@@ -136,6 +138,7 @@ def test_requests_per_minute_give_429_with_openai_headers(runtime, store, tmp_pa
 def test_tokens_are_reserved_then_settled_with_the_real_usage(runtime, store, tmp_path):
     app = gated(runtime, store, tmp_path)
     _, key = store.create("tpm", tpm=500)
+    fresh_minute()
 
     async def go():
         async with http(app, key) as c:
