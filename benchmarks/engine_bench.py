@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmship.models import build_model  # noqa: E402
-from llmship.validate.benchmark import run_benchmark  # noqa: E402
-from llmship.validate.onnx_export import export_onnx  # noqa: E402
+from llmship.models import build_model
+from llmship.validate.benchmark import run_benchmark
+from llmship.validate.onnx_export import export_onnx
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.serve_bench import _pct, messages_for, sse_lines  # noqa: F401 - sse_lines: also for tests
+from benchmarks.serve_bench import _pct, messages_for, sse_lines
 
 HOST = "127.0.0.1"
 CLIENT_KINDS = ("httpx", "openai")

@@ -55,6 +55,11 @@ def _requests(engine, count: int, max_tokens: int):
     return prompts, [SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True) for n in lengths]
 
 
+def _one_by_one(engine, prompts, params) -> list[list[int]]:
+    """Each request generated alone: the reference the scheduler's batched tokens must equal."""
+    return [engine.generate([prompt], p)[0].token_ids for prompt, p in zip(prompts, params, strict=True)]
+
+
 def _in_thread(fn, *args):
     """Run ``fn`` on a short-lived thread, as the scheduler runs the model on its own thread.
 
@@ -139,8 +144,7 @@ def main() -> None:
         prompts, params = _requests(engine, count, args.max_tokens)
         static = _in_thread(run_static, engine, prompts, params, batch)
         cont, tokens = run_scheduler(engine, prompts, params, batch)
-        alone = _in_thread(lambda: [engine.generate([prompts[i]], params[i])[0].token_ids
-                                    for i in range(min(4, count))])
+        alone = _in_thread(_one_by_one, engine, prompts[:4], params[:4])
         same = all(tokens[i] == alone[i] for i in range(len(alone)))
         rows.append((batch, count, static, cont, same))
     print(f"\n{'batch':>5} {'reqs':>5} | {'static tok/s':>12} {'TTFT p50/p99 ms':>17} | {'continuous tok/s':>16} "
@@ -148,7 +152,7 @@ def main() -> None:
     for batch, count, s, c, same in rows:
         print(f"{batch:>5} {count:>5} | {s['tok_s']:>12.1f} {s['ttft_p50_ms']:>8.0f}/{s['ttft_p99_ms']:<8.0f} | "
               f"{c['tok_s']:>16.1f} {c['ttft_p50_ms']:>8.0f}/{c['ttft_p99_ms']:<8.0f} | "
-              f"{c['tok_s'] / s['tok_s']:>7.2f}x {str(same):>14}")
+              f"{c['tok_s'] / s['tok_s']:>7.2f}x {same!s:>14}")
 
 
 if __name__ == "__main__":

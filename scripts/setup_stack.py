@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from llmship import paths  # noqa: E402
+from llmship import paths
 
 TRACKER_NAME = "llmship_mlflow_tracker"
 REGISTRY_NAME = "llmship_mlflow_registry"
@@ -241,7 +241,7 @@ def main() -> int:
             say(f"remote mlflow tracking uri {tracking_uri}: experiments left to the server")
         verify(tracking_uri)
         return 0
-    except Exception as exc:  # one-line error, no traceback
+    except Exception as exc:  # noqa: BLE001 - one-line error, no traceback
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"setup_stack: error: {type(exc).__name__}: {msg}", file=sys.stderr)
         return 1

@@ -162,7 +162,7 @@ class Engine:
                  model_id: str) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
-        self.eos_token_ids = set(int(t) for t in eos_token_ids)
+        self.eos_token_ids = {int(t) for t in eos_token_ids}
         self.context_length = int(context_length)
         self.model_id = model_id
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_token_ids)
@@ -176,7 +176,7 @@ class Engine:
         """Token ids of a conversation rendered with the model's chat template."""
         try:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as err:  # jinja raise_exception / malformed content
+        except Exception as err:  # noqa: BLE001 - jinja raise_exception / malformed content
             raise InvalidRequest(f"messages cannot be rendered with the chat template: {err}", param="messages") from None
         return self.encode(text, add_special_tokens=False)
 

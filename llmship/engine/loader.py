@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from llmship.engine.base import Engine
+from llmship.engine.base import Engine, KVBackend
 from llmship.errors import EngineUnavailable
 
 Backend = Literal["pytorch", "onnx"]
@@ -33,9 +33,10 @@ def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: s
         if onnx_dir is None:
             raise ValueError("the onnx backend needs onnx_dir")
         providers = ["CUDAExecutionProvider"] if device == "cuda" else None
-        kv = OnnxBackend(onnx_dir, threads=threads, providers=providers)
-        if device == "cuda" and "CUDAExecutionProvider" not in kv.providers:
+        onnx = OnnxBackend(onnx_dir, threads=threads, providers=providers)
+        if device == "cuda" and "CUDAExecutionProvider" not in onnx.providers:
             raise EngineUnavailable("ONNX Runtime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
+        kv: KVBackend = onnx
     else:
         from llmship.engine.torch_backend import TorchBackend
 

@@ -41,7 +41,7 @@ class OnnxBackend:
         chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(folder / self.manifest["file"]), options, providers=chosen)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - ONNX Runtime raises its own untyped errors
             raise ExportError(f"ONNX Runtime cannot load {folder}: {str(err).splitlines()[0]}") from None
         self.providers = self.session.get_providers()
         self.name = "onnxruntime" + ("-cuda" if "CUDAExecutionProvider" in self.providers else "")

@@ -100,7 +100,7 @@ class Scheduler:
         self._counts = {"total": 0, "finished": 0, "cancelled": 0, "tokens": 0, "steps": 0}
 
     # ------------------------------------------------------------------ public
-    def start(self) -> "Scheduler":
+    def start(self) -> Scheduler:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="llmship-scheduler", daemon=True)
             self._thread.start()

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ class AuditLog:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def write(self, **fields: Any) -> None:
-        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields}
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         log.info(line)
         if self._fd is not None:

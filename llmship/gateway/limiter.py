@@ -15,6 +15,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -48,7 +49,8 @@ class Admission:
 class KeyLimiter:
     def __init__(self, storage_uri: str = "memory://") -> None:
         uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-        self.storage = storage_from_string(uri)
+        # Any: the async storages have sliding_window_keys/decr, which the union type storage_from_string returns lacks
+        self.storage: Any = storage_from_string(uri)
         self.window = SlidingWindowCounterRateLimiter(self.storage)
         self._parallel: dict[str, int] = {}
         self._lock = asyncio.Lock()

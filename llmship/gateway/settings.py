@@ -43,7 +43,7 @@ class GatewaySettings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "GatewaySettings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
         from llmship.config import env_overrides  # config holds a GatewaySettings: import it late
 
         env = os.environ if environ is None else environ

@@ -107,7 +107,7 @@ class Embedder:
         if threads is not None and threads < 1:
             raise ValueError("threads must be >= 1 (or None to keep torch's setting)")
         packaged = model_path is None
-        folder = default_model_path() if packaged else Path(model_path).expanduser()
+        folder = default_model_path() if model_path is None else Path(model_path).expanduser()
         if not (folder / "config.json").is_file():
             raise SourceError(f"{folder} is not an embedding model folder (no config.json)")
         try:

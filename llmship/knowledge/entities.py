@@ -234,17 +234,17 @@ def link(mentions: Sequence[Mention], existing: Iterable[Entity | Mapping[str, A
     by_word: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for kind, table in known.items():
         if kind in short_types:
-            for form, keys in table.items():
+            for form, form_keys in table.items():
                 words = form.split()
                 if len(words) > 1:
                     for word in {words[0], words[-1]}:
-                        by_word[kind][word].update(keys)
+                        by_word[kind][word].update(form_keys)
     for kind, form in zip(kinds, forms, strict=True):
         words = form.split()
         if kind in short_types and len(words) > 1 and _usable(form):
-            key = exact(kind, form) or entity_key(kind, form)
+            full = exact(kind, form) or entity_key(kind, form)
             for word in {words[0], words[-1]}:
-                by_word[kind][word].add(key)
+                by_word[kind][word].add(full)
 
     keys: list[str | None] = []
     for kind, form in zip(kinds, forms, strict=True):

@@ -41,7 +41,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
@@ -49,6 +49,9 @@ from pydantic import BaseModel, Field, SecretStr
 from llmship.errors import GraphError, GraphUnavailable
 from llmship.knowledge import dialects
 from llmship.knowledge.dialects import LABEL_KEYS, REL_TYPES, Dialect
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_DIMENSIONS = 384  # MiniLM (llmship.knowledge.embedder)
@@ -551,7 +554,7 @@ class GraphStore:
         every = embeddings is True  # one read with the vectors, else a second read for the few that need them
         rows = self.read(CHUNKS_WITH_EMBEDDINGS if every else CHUNKS, ids=list(ids))
         by_id = {r["id"]: {"embedding": None} | r for r in rows}
-        wanted = [] if every or embeddings is False else [i for i in dict.fromkeys(embeddings) if i in by_id]
+        wanted = [] if isinstance(embeddings, bool) else [i for i in dict.fromkeys(embeddings) if i in by_id]
         if wanted:
             for r in self.read(CHUNK_EMBEDDINGS, ids=wanted):
                 if r["id"] in by_id:
@@ -574,7 +577,7 @@ class GraphStore:
 
         return self._guard("counts", call)
 
-    def vector_search(self, embedding: Sequence[float], top_k: int = 5) -> list[tuple[str, float]]:
+    def vector_search(self, embedding: Sequence[float] | np.ndarray, top_k: int = 5) -> list[tuple[str, float]]:
         """The ``top_k`` chunks nearest to ``embedding`` (cosine), best first, as ``(chunk_id, score)``;
         score = (1 + cos) / 2 on both backends (server-side index; see dialects.py)."""
         if top_k <= 0:

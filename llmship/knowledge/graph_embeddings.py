@@ -168,13 +168,15 @@ def train_embeddings(labels: Sequence[str], names: Sequence[str], edges: Sequenc
     n_test = round(len(pairs) * config.test_fraction) if len(pairs) >= 10 else 0
     test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     test_pos = pairs[test_idx]
-    test_neg = _sample_non_edges(n, n_test, {tuple(p) for p in pairs.tolist()}, rng)
+    test_neg = _sample_non_edges(n, n_test, {(a, b) for a, b in pairs.tolist()}, rng)
+
+    hidden, dim = config.hidden, config.dim
 
     class Encoder(torch.nn.Module):
         def __init__(self, width: int) -> None:
             super().__init__()
-            self.conv1 = GCNConv(width, config.hidden)
-            self.conv2 = GCNConv(config.hidden, config.dim)
+            self.conv1 = GCNConv(width, hidden)
+            self.conv2 = GCNConv(hidden, dim)
 
         def forward(self, x, edge_index, edge_weight):
             return self.conv2(torch.relu(self.conv1(x, edge_index, edge_weight)), edge_index, edge_weight)

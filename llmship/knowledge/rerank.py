@@ -37,7 +37,7 @@ and MRR up in every mode but dense (unchanged); it costs one hybrid question. Th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -62,7 +62,7 @@ class Reranker(Protocol):
     def rerank(self, query: QueryInfo, candidates: list[Candidate]) -> list[Candidate]: ...
 
 
-def _apply(name: str, candidates: list[Candidate], scores: Sequence[float]) -> list[Candidate]:
+def _apply(name: str, candidates: list[Candidate], scores: Sequence[float] | np.ndarray) -> list[Candidate]:
     for cand, score in zip(candidates, scores, strict=True):
         cand.score = float(score)
         cand.scores[name] = float(score)
@@ -79,9 +79,8 @@ def _embeddings(query: QueryInfo, candidates: Sequence[Candidate]) -> tuple[np.n
     mat = np.stack([c.embedding if c.embedding is not None and len(c.embedding) == dims else np.zeros(dims)
                     for c in candidates]).astype(np.float32)
     norms = np.linalg.norm(mat, axis=1, keepdims=True)
-    mat = mat / np.where(norms == 0, 1, norms)
     q = np.asarray(query.vector, dtype=np.float32)
-    return mat, q / (np.linalg.norm(q) or 1.0)
+    return mat / np.where(norms == 0, 1, norms), q / (np.linalg.norm(q) or 1.0)
 
 
 class EmbeddingRescore:
@@ -165,7 +164,7 @@ class CrossEncoderReranker:
     """A sentence-transformers ``CrossEncoder`` (e.g. ``cross-encoder/ms-marco-MiniLM-L-6-v2``) scoring each
     (query, chunk) pair. Loaded at construction so a missing model fails at start-up, not on a request."""
 
-    needs = frozenset()
+    needs: frozenset[str] = frozenset()
 
     def __init__(self, model_name: str, *, device: str | None = None, batch_size: int = 32) -> None:
         self.name = "cross_encoder"
@@ -191,7 +190,7 @@ class CrossEncoderReranker:
 
 
 #: name → factory, as the benchmark measures them.
-CANDIDATES = {
+CANDIDATES: dict[str, Callable[[], Reranker | None]] = {
     "none": lambda: None,
     "embedding": EmbeddingRescore,
     "entity": EntityOverlap,

@@ -35,7 +35,7 @@ import re
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -170,7 +170,7 @@ class CacheInfo(BaseModel):
     max_size: int
 
 
-def rrf(rankings: dict[str, Sequence[str]], k: int = RRF_K) -> dict[str, float]:
+def rrf(rankings: Mapping[str, Sequence[str]], k: int = RRF_K) -> dict[str, float]:
     """Reciprocal-rank fusion: id → Σ over rankings of 1 / (k + rank), rank from 1."""
     fused: dict[str, float] = defaultdict(float)
     for ranking in rankings.values():
@@ -384,7 +384,8 @@ class Retriever:
                        collection: str | None = None) -> list[ScoredChunk]:
         """The ``top_k`` best chunks for ``query``, best first (see the module docstring): ``candidates``,
         then this retriever's own reranker, then the cut."""
-        needs = getattr(self.reranker, "needs", frozenset()) if self.reranker is not None else frozenset()
+        needs: frozenset[str] = (getattr(self.reranker, "needs", frozenset()) if self.reranker is not None
+                                 else frozenset())
         pool = await self.candidates(query, top_k, mode, collection=collection, pool=self.reranker is not None,
                                      needs=needs)
         found = pool.candidates

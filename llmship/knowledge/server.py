@@ -169,6 +169,7 @@ def start(*, bolt_port: int = DEFAULT_BOLT_PORT, http_port: int = DEFAULT_HTTP_P
         if port_in_use(host, port):
             raise GraphError(f"port {port} on {host} is in use by another process; stop it or pass {flag}")
     secret = password(folder)
+    assert secret is not None  # password() creates one when there is none
     log_path = folder / "server.log"
     cmd = [sys.executable, "-m", _MODULE, "run", "--root", str(folder), "--host", host,
            "--bolt-port", str(bolt_port), "--http-port", str(http_port), "--database", database]
@@ -185,7 +186,7 @@ def start(*, bolt_port: int = DEFAULT_BOLT_PORT, http_port: int = DEFAULT_HTTP_P
                            root=str(folder), log=str(log_path), started_at=time.time())
     _state_file(folder).write_text(info.model_dump_json())
     deadline = t0 + wait_s
-    why = "not started"
+    why: str | None = "not started"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _state_file(folder).unlink(missing_ok=True)

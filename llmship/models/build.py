@@ -82,6 +82,7 @@ def build_model(source: str | ModelSource, cache_dir: Path | None = None, dtype:
             paths.ensure_free_space(tmp, 4 * origin.gguf_file.stat().st_size, f"converting {src}")
             _convert_gguf(origin.gguf_file, hf_dir, dtype)
         else:
+            assert origin.folder is not None  # an origin is a GGUF file or a folder
             _link_folder(origin.folder, hf_dir)
         template = _ensure_chat_template(hf_dir)
         built = _describe(src, origin, hf_dir, target / "hf", template, dtype)
@@ -162,7 +163,7 @@ def _locate_hf(repo: str, revision: str | None) -> _Origin:
     patterns = ["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt", "tokenizer*"]
     try:
         folder = Path(snapshot_download(repo_id=repo, revision=revision, allow_patterns=patterns))
-    except Exception as err:  # the hub client raises many types; all mean "cannot get it"
+    except Exception as err:  # noqa: BLE001 - the hub client raises many types; all mean "cannot get it"
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SourceError(
             f"cannot fetch hf:{repo}{'@' + revision if revision else ''} from the Hugging Face Hub "
@@ -195,13 +196,14 @@ def _convert_gguf(gguf_file: Path, out: Path, dtype: str) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch_dtype)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - transformers' GGUF reader: any failure means "cannot load"
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise SourceError(f"cannot load GGUF {gguf_file.name}: {first}") from None
-    if getattr(model, "hf_quantizer", None) is not None:
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
         # transformers refuses save_pretrained of a GGUF-loaded model until the
         # (already dequantised) quantization config is dropped.
-        model.hf_quantizer.remove_quantization_config(model)
+        quantizer.remove_quantization_config(model)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -269,7 +271,7 @@ def _count_parameters(folder: Path) -> int:
     total = 0
     for shard in folder.glob("*.safetensors"):
         with safe_open(str(shard), framework="np") as fh:
-            for name in fh.keys():
+            for name in fh.keys():  # noqa: SIM118 - safe_open has keys() but is not iterable
                 shape = fh.get_slice(name).get_shape()
                 count = 1
                 for dim in shape:

@@ -16,8 +16,8 @@ def model_card(name: str, built: BuiltModel, metrics: dict[str, float], lineage:
         "",
         "## Model",
         f"- source: `{built.source}` (identity `{built.identity[:16]}`)",
-        f"- architecture: `{built.model_type}`, {built.num_parameters / 1e6:.1f}M parameters, "
-        f"{built.max_position_embeddings} positions",
+        (f"- architecture: `{built.model_type}`, {built.num_parameters / 1e6:.1f}M parameters, "
+         f"{built.max_position_embeddings} positions"),
         f"- weights: {built.dtype}{' (dequantised from GGUF)' if built.from_gguf else ''}",
         f"- chat template: {built.chat_template}",
         "",

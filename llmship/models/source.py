@@ -34,7 +34,7 @@ class ModelSource(BaseModel):
     revision: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "ModelSource":
+    def parse(cls, text: str) -> ModelSource:
         text = (text or "").strip()
         scheme, sep, rest = text.partition(":")
         if not sep or not rest:
@@ -52,7 +52,7 @@ class ModelSource(BaseModel):
         return cls(scheme=scheme, ref=rest, revision=revision)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelSource":
+    def _check(self) -> ModelSource:
         if self.scheme == "hf" and not _HF_ID.match(self.ref):
             raise SourceError(f"{self.ref!r} is not a Hugging Face repository id like 'google/gemma-3-270m'")
         if self.scheme == "pypi" and not _PYPI.match(self.ref):

@@ -72,12 +72,13 @@ def request_texts(body: EmbeddingRequest) -> list[str]:
         return [body.input]
     if not body.input:
         raise InvalidRequest("input must not be an empty list", param="input")
-    if not all(isinstance(item, str) for item in body.input):
+    texts = [item for item in body.input if isinstance(item, str)]
+    if len(texts) < len(body.input):
         raise InvalidRequest("token arrays are not supported; send text", param="input")
     if len(body.input) > MAX_INPUTS:
         raise InvalidRequest(f"input has {len(body.input)} items; at most {MAX_INPUTS} are accepted",
                              param="input")
-    return list(body.input)
+    return texts
 
 
 def model_matches(requested: str, model_id: str) -> bool:

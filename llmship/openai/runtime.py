@@ -45,7 +45,7 @@ class Runtime:
     def stats(self) -> SchedulerStats:
         return self.scheduler.stats()
 
-    def submit(self, prompt: list[int], params: SamplingParams) -> "TokenStream":
+    def submit(self, prompt: list[int], params: SamplingParams) -> TokenStream:
         """Queue a request now (so a full queue or a bad prompt fails before any response is sent)."""
         return TokenStream(self, prompt, params)
 
@@ -88,7 +88,7 @@ class TokenStream:
         except RuntimeError:  # the loop is gone (shutdown): nobody is listening any more
             pass
 
-    def __aiter__(self) -> "TokenStream":
+    def __aiter__(self) -> TokenStream:
         return self
 
     async def __anext__(self) -> StepOutput:

@@ -151,6 +151,7 @@ class RagService:
             return Answer({**body, "citations": []}, self._headers(prep, None, None))
         key = await self._key(prep)
         hit = self.cache.get(key) if key else None
+        state: str | None
         if hit is not None:
             body = _completion(cid, created, prep.model, hit["content"], hit["finish_reason"], hit["usage"])
             version, state = hit["version"], "hit"
@@ -227,7 +228,8 @@ class RagService:
             else:
                 parts: list[str] = []
                 finish, usage = None, None
-                async for chunk in upstream:  # opened by open_stream whenever there is no cached answer
+                assert upstream is not None  # opened by open_stream whenever there is no cached answer
+                async for chunk in upstream:
                     chunk["id"], chunk["model"], chunk["created"] = cid, prep.model, created
                     if chunk.get("usage"):
                         usage = chunk["usage"]

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import httpx
 import openai
 
 from llmship.errors import EngineUnavailable, InvalidRequest, LlmshipError, ModelNotFound
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 class ModelInfo(NamedTuple):
@@ -48,12 +51,18 @@ def _error(err: Exception) -> LlmshipError:
     return EngineUnavailable(f"the chat model is unavailable: {type(err).__name__}: {err}")
 
 
+def _messages(messages: list[dict[str, Any]]) -> list[ChatCompletionMessageParam]:
+    """The messages the RAG service built, as the SDK's typed dicts (already validated by the protocol models)."""
+    return cast("list[ChatCompletionMessageParam]", messages)
+
+
 class ChatUpstream:
     def __init__(self, base_url: str, *, api_key: str | None = None, http_client: httpx.AsyncClient | None = None,
                  model: str | None = None, info_ttl_s: float = 10.0, timeout_s: float = 600.0) -> None:
         self.base_url = base_url
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", http_client=http_client,
-                                          max_retries=0, timeout=timeout_s)
+        # openai takes an httpx (or httpx2) client at run time; its annotation names only httpx2's
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none",
+                                          http_client=cast(Any, http_client), max_retries=0, timeout=timeout_s)
         self._model = model
         self.info_ttl_s = info_ttl_s
         self._info: ModelInfo | None = None
@@ -79,7 +88,7 @@ class ChatUpstream:
         info = await self.model_info()
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=info.id, messages=messages, stream=False, extra_body=params)
+                model=info.id, messages=_messages(messages), stream=False, extra_body=params)
         except Exception as err:
             raise _error(err) from err
         version = raw.headers.get("x-llmship-model-version") or info.version or ""
@@ -90,8 +99,8 @@ class ChatUpstream:
         info = await self.model_info()
         body = {**params, "stream_options": {"include_usage": True}}
         try:
-            stream = await self._client.chat.completions.create(model=info.id, messages=messages, stream=True,
-                                                                extra_body=body)
+            stream = await self._client.chat.completions.create(model=info.id, messages=_messages(messages),
+                                                                stream=True, extra_body=body)
         except Exception as err:
             raise _error(err) from err
         try:

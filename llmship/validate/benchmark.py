@@ -9,6 +9,7 @@ slow the other down. CUDA is measured when present (PyTorch CUDA build or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -64,20 +65,17 @@ class BenchmarkReport(BaseModel):
 
 def gpu_status() -> str:
     """A CUDA device name, or 'unavailable'."""
-    try:
+    # A probe that fails in any way (a missing or broken CUDA runtime) means no usable GPU.
+    with contextlib.suppress(Exception):
         import torch
 
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
-    except Exception:
-        pass
-    try:
+    with contextlib.suppress(Exception):
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" in ort.get_available_providers():
             return "cuda (onnxruntime-gpu)"
-    except Exception:
-        pass
     return "unavailable"
 
 

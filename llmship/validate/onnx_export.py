@@ -73,7 +73,7 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Onn
 
     try:
         model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32, attn_implementation="sdpa").eval()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - reported as an ExportError with its first line
         raise ExportError(f"cannot load {hf_dir} for export: {str(err).splitlines()[0]}") from None
     cfg = _text_config(model.config)
     layers = int(cfg.num_hidden_layers)
@@ -106,6 +106,7 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Onn
                 wrapper, (ids, mask, pos, past), None, dynamo=True, dynamic_shapes=shapes,
                 input_names=inputs, output_names=outputs, opset_version=opset, verbose=False,
             )
+        assert program is not None  # dynamo=True without a file returns the program
         program.save(str(tmp / "model.onnx"), external_data=True)
         size = sum(p.stat().st_size for p in tmp.iterdir())
         result = OnnxExport(
@@ -119,7 +120,7 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, opset: int = 18) -> Onn
     except ExportError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - the exporter fails in many ways: clean up, report one line
         shutil.rmtree(tmp, ignore_errors=True)
         raise ExportError(f"ONNX export of {hf_dir} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
     return result

@@ -1,7 +1,7 @@
 """benchmark: decode tok/s, TTFT and peak RSS per backend (CUDA when present), plus a PNG chart."""
 
 import time
-from typing import Annotated, Tuple
+from typing import Annotated
 
 from zenml import step
 
@@ -13,7 +13,7 @@ from llmship.validate.onnx_export import OnnxExport
 
 
 @step
-def benchmark(built: BuiltModel, config: BenchConfig, onnx: OnnxExport | None = None) -> Tuple[
+def benchmark(built: BuiltModel, config: BenchConfig, onnx: OnnxExport | None = None) -> tuple[
         Annotated[BenchmarkReport, "benchmark_report"], Annotated[str, "benchmark_chart"]]:
     report = run_benchmark(built.path, onnx.path if onnx else None, config.batches, max_tokens=config.max_tokens,
                            threads=config.threads, torch_dtype=config.torch_dtype)

@@ -1,6 +1,6 @@
 """evaluate: held-out perplexity and chat smoke prompts."""
 
-from typing import Annotated, Tuple
+from typing import Annotated
 
 from zenml import step
 
@@ -11,7 +11,7 @@ from llmship.validate.quality import PerplexityReport, SmokeReport, run_evaluati
 
 
 @step
-def evaluate(built: BuiltModel, config: EvalConfig, onnx: OnnxExport | None = None) -> Tuple[
+def evaluate(built: BuiltModel, config: EvalConfig, onnx: OnnxExport | None = None) -> tuple[
         Annotated[PerplexityReport, "perplexity_report"], Annotated[SmokeReport, "smoke_report"]]:
     ppl, smoke = run_evaluation(built.path, onnx.path if onnx else None, config.heldout_file, config.smoke_file,
                                 window=config.window, stride=config.stride, max_eval_tokens=config.max_eval_tokens,

@@ -74,7 +74,8 @@ def test_chat_completion_has_exact_usage_and_version_headers(client):
 
 
 def test_streaming_matches_non_streaming_greedy_text(client):
-    kwargs = dict(model=NAME, messages=[{"role": "user", "content": "Tell me about rain."}], max_tokens=12, temperature=0)
+    kwargs = {"model": NAME, "messages": [{"role": "user", "content": "Tell me about rain."}], "max_tokens": 12,
+              "temperature": 0}
     full = client.chat.completions.create(**kwargs)
     chunks = list(client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -85,8 +86,8 @@ def test_streaming_matches_non_streaming_greedy_text(client):
 
 
 def test_same_seed_same_text(client):
-    kwargs = dict(model=NAME, messages=[{"role": "user", "content": "Say something."}], max_tokens=10,
-                  temperature=1.0, seed=1234)
+    kwargs = {"model": NAME, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 10,
+              "temperature": 1.0, "seed": 1234}
     first = client.chat.completions.create(**kwargs).choices[0].message.content
     second = client.chat.completions.create(**kwargs).choices[0].message.content
     assert first == second

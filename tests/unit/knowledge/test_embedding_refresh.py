@@ -121,9 +121,9 @@ def test_a_run_killed_after_writing_chunks_converges_on_rerun(folder, graph, emb
 
 def test_apply_refuses_chunks_without_embeddings(folder, graph, embedder, tmp_path):
     corpus = load_corpus(CorpusConfig(folder=str(folder)), ChunkingConfig(), embedder)
-    with open_cache(EmbedConfig(cache_path=str(tmp_path / "empty.sqlite"))) as cache:
-        with pytest.raises(RuntimeError, match="no cached embedding"):
-            apply_plan(corpus, plan(corpus, graph), graph, cache, embedder.model_id)
+    with (open_cache(EmbedConfig(cache_path=str(tmp_path / "empty.sqlite"))) as cache,
+          pytest.raises(RuntimeError, match="no cached embedding")):
+        apply_plan(corpus, plan(corpus, graph), graph, cache, embedder.model_id)
     assert graph.counts().get("Chunk", 0) == 0
 
 

@@ -70,7 +70,7 @@ def test_text_completions_take_text_token_and_batched_prompts(app, engine):
 
 def test_n_choices_with_a_seed_differ_yet_reproduce(app):
     async def go():
-        kw = dict(model=MODEL, messages=MSG, n=3, max_tokens=8, temperature=1.0, seed=5)
+        kw = {"model": MODEL, "messages": MSG, "n": 3, "max_tokens": 8, "temperature": 1.0, "seed": 5}
         return await _sdk(app).chat.completions.create(**kw), await _sdk(app).chat.completions.create(**kw)
 
     first, second = run(go())
