@@ -12,7 +12,6 @@ from llmship import paths
 from llmship.errors import LlmshipError, ServeError
 
 DEFAULT_URL = "http://127.0.0.1:3000"
-KEY_METRICS = ("perplexity", "parity_max_abs_logit_diff", "parity_top1_agreement", "decode_tok_s", "ttft_s")
 
 
 def _serve_info(args: argparse.Namespace) -> int:
@@ -71,29 +70,43 @@ def _serve_stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from llmship.registry import ModelRegistry
+    from llmship.release_status import KEY_METRICS, release_status
 
-    registry = ModelRegistry()
-    versions = registry.versions(args.name)
-    if not versions:
-        raise LlmshipError(f"no registered versions of {args.name!r}; run `make deploy`")
-    rows = []
-    for ref in versions:
-        if not ref.aliases and not args.all:
-            continue
-        metrics = registry.metrics(ref)
-        rows.append({"version": ref.version, "aliases": ref.aliases,
-                     "validation_status": ref.tags.get("validation_status"),
-                     "serve_backend": ref.tags.get("serve_backend"), "source": ref.tags.get("model_source"),
-                     "git_commit": ref.tags.get("git_commit"),
-                     **{k: round(metrics[k], 5) for k in KEY_METRICS if k in metrics}})
+    status = release_status(args.name, every_version=args.all)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(status.model_dump_json(indent=2))
         return 0
-    for row in rows:
-        shown = ", ".join(f"{k}={row[k]}" for k in KEY_METRICS if k in row)
-        print(f"{args.name} v{row['version']:<4} {','.join(row['aliases']) or '-':<20} "
-              f"{row['validation_status'] or '-':<8} {row['serve_backend'] or '-':<8} {shown}")
+    print(f"{status.name}")
+    for v in status.versions:
+        failed = [g.name for g in v.gates if not g.passed]
+        gates = (f"gates {len(v.gates) - len(failed)}/{len(v.gates)} passed" if v.gates else "gates -") + (
+            f" (failed: {', '.join(failed)})" if failed else "")
+        shown = ", ".join(f"{k}={v.metrics[k]}" for k in KEY_METRICS if k in v.metrics)
+        print(f"  v{v.version:<4} {','.join(v.aliases) or '-':<20} {v.validation_status or '-':<8} "
+              f"{v.serve_backend or '-':<8} {gates}; {shown}" + (f"; rolled back {v.rolled_back_at}"
+                                                                  if v.rolled_back_at else ""))
+    print("services" if status.services else "services: none running here (`make deploy`)")
+    for s in status.services:
+        what = s.serves or s.error or "?"
+        if s.kind == "chat":
+            what = f"serves {what}" + (f" ({s.alias})" if s.alias else " (no alias names it: redeploy or roll back)"
+                                       if s.serves else "")
+        else:
+            what = f"answers with {what}"
+        print(f"  {s.kind:<5} {s.url}  pid {s.pid}  {what}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from llmship.serving.rollback import rollback
+
+    result = rollback(args.to, name=args.name, restart=not args.no_restart)
+    print(f"{result.name}: champion is now version {result.to_version} (was {result.from_version}, now 'previous')")
+    if result.restarted:
+        reuse = "rebuilt" if result.rebuilt else "reused"
+        print(f"restarted {result.url} on bento {result.bento} ({reuse}); it serves {result.served_version}")
+    else:
+        print("not restarted: restart the serving deployment, which loads @champion when it starts")
     return 0
 
 
@@ -143,7 +156,7 @@ def _ask(client, model: str, messages: list[dict], args: argparse.Namespace) -> 
     """One turn: print the answer (streamed or whole) and return it."""
     import openai
 
-    kwargs = dict(model=model, messages=messages, max_tokens=args.max_tokens, temperature=args.temperature)
+    kwargs = {"model": model, "messages": messages, "max_tokens": args.max_tokens, "temperature": args.temperature}
     try:
         if not args.stream:
             text = client.chat.completions.create(**kwargs).choices[0].message.content or ""
@@ -379,11 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     erag.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
     erag.set_defaults(func=_eval_rag)
 
-    status = sub.add_parser("status", help="registry aliases (champion/previous/challenger) with gate metrics")
+    status = sub.add_parser("status", help="champion/previous/challenger with gate verdicts, and what each service "
+                                           "serves")
     status.add_argument("--name", default="gemma3-270m")
     status.add_argument("--all", action="store_true", help="also versions without an alias")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
+
+    rb = sub.add_parser("rollback", help="move champion back (to 'previous' by default) and restart the chat service")
+    rb.add_argument("--to", default=None, metavar="VERSION", help="a version that passed its gates")
+    rb.add_argument("--name", default=None, help="registered model (default: the one last deployed here)")
+    rb.add_argument("--no-restart", action="store_true", help="only move the aliases (e.g. serving runs elsewhere)")
+    rb.set_defaults(func=_rollback)
 
     models = sub.add_parser("models", help="models served at --url")
     models.add_argument("--url", default=DEFAULT_URL)

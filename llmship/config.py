@@ -90,3 +90,23 @@ class ServeConfig(_Strict):
                 "LLMSHIP_ALWAYS_INCLUDE_USAGE": str(self.always_include_usage).lower(),
                 "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes), **self.gateway.env()}
 
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def rag_url(self) -> str | None:
+        return f"http://{self.host}:{self.rag_port}" if self.rag else None
+
+    def chat_env(self) -> dict[str, str]:
+        """The chat service's environment: ``env()`` plus where its web chat page finds the RAG service."""
+        return {**self.env(), **({"LLMSHIP_CHAT_RAG_URL": self.rag_url} if self.rag_url else {})}
+
+    def rag_gateway(self) -> GatewaySettings:
+        """The RAG service's gateway: the chat service's, with the chat page's origin allowed (its RAG toggle
+        calls the RAG service from the browser). A loopback host is reachable as ``localhost`` too."""
+        hosts = [self.host] + (["localhost", "127.0.0.1"] if self.host in ("127.0.0.1", "localhost") else [])
+        page = [f"http://{host}:{self.port}" for host in dict.fromkeys(hosts)]
+        origins = list(dict.fromkeys([*self.gateway.cors_origins, *page]))
+        return self.gateway.model_copy(update={"cors_origins": origins})
+

@@ -1,5 +1,5 @@
-"""The MLflow model registry: versions with metrics and lineage, aliases, promotion."""
+"""The MLflow model registry: versions, release aliases, rollback."""
 
-from llmship.registry.mlflow_registry import ModelRegistry, ModelVersionRef, Promotion
+from llmship.registry.mlflow_registry import ModelRegistry, ModelVersionRef, Promotion, Rollback
 
-__all__ = ["ModelRegistry", "ModelVersionRef", "Promotion"]
+__all__ = ["ModelRegistry", "ModelVersionRef", "Promotion", "Rollback"]

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -46,6 +47,15 @@ class ModelVersionRef(BaseModel):
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+class Rollback(BaseModel):
+    """What ``ModelRegistry.rollback`` moved: ``champion`` from one version to another."""
+
+    name: str
+    from_version: str
+    to_version: str
+    previous_before: str | None  # the ``previous`` alias before the move (restored by ``undo_rollback``)
 
 
 class Promotion(BaseModel):
@@ -85,7 +95,7 @@ class ModelRegistry:
         mlflow.set_registry_uri(self.tracking_uri)
         try:
             self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any failure to open the store is one RegistryError line
             raise RegistryError(f"cannot open the MLflow store at {self.tracking_uri}: {err}") from None
 
     # ------------------------------------------------------------------ runs
@@ -188,6 +198,60 @@ class ModelRegistry:
         return Promotion(name=name, version=version, status=CHALLENGER,
                          previous_champion=current.version if current else None, reason=report.reason())
 
+    def rollback(self, name: str, to: str | None = None) -> Rollback:
+        """Move ``champion`` back to ``to`` (default: the ``previous`` version); the replaced champion becomes
+        ``previous``, as in a promotion, so a second rollback undoes the first (like ``kubectl rollout undo``).
+
+        Only a version that passed its gates may become champion again: a challenger never serves.
+        """
+        from mlflow.exceptions import MlflowException
+
+        current = self.by_alias(name, CHAMPION)
+        if current is None:
+            raise RegistryError(f"{name!r} has no champion to roll back; run the deploy_llm pipeline first")
+        previous = self.by_alias(name, PREVIOUS)
+        if to is None:
+            if previous is None:
+                raise RegistryError(f"{name!r} has no 'previous' version to roll back to; name one with --to VERSION")
+            target = previous
+        else:
+            try:
+                target = self.get(name, str(to))
+            except MlflowException:
+                raise RegistryError(f"{name!r} has no version {to}") from None
+        if target.version == current.version:
+            raise RegistryError(f"version {target.version} of {name!r} is already the champion")
+        status = target.tags.get("validation_status")
+        if status != "passed":
+            raise RegistryError(f"version {target.version} of {name!r} did not pass its gates "
+                                f"(validation_status={status or 'unknown'}); only a validated version can be champion")
+        # previous first: interrupted between the two calls, champion still names a validated version.
+        self.client.set_registered_model_alias(name, PREVIOUS, current.version)
+        self.client.set_registered_model_alias(name, CHAMPION, target.version)
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        self.client.set_model_version_tag(name, current.version, "rolled_back_at", when)
+        self.client.set_model_version_tag(name, target.version, "restored_at", when)
+        self.client.set_model_version_tag(name, target.version, "restored_from", current.version)
+        log.info("rolled %s back from version %s to %s", name, current.version, target.version)
+        return Rollback(name=name, from_version=current.version, to_version=target.version,
+                        previous_before=previous.version if previous else None)
+
+    def undo_rollback(self, moved: Rollback) -> None:
+        """Put the aliases back where ``rollback`` found them (the restart of the rolled-back version failed)."""
+        self.client.set_registered_model_alias(moved.name, CHAMPION, moved.from_version)
+        if moved.previous_before is not None:
+            self.client.set_registered_model_alias(moved.name, PREVIOUS, moved.previous_before)
+        else:
+            self.client.delete_registered_model_alias(moved.name, PREVIOUS)
+        self.client.delete_model_version_tag(moved.name, moved.from_version, "rolled_back_at")
+
+    def gate_results(self, ref: ModelVersionRef) -> list[dict[str, Any]]:
+        """The gate verdicts recorded at promotion (``gate_report`` tag): name, value, threshold, op, passed."""
+        try:
+            return list(json.loads(ref.tags.get("gate_report") or "[]"))
+        except ValueError:
+            return []
+
     # ---------------------------------------------------------------- lookup
     def get(self, name: str, version: str) -> ModelVersionRef:
         mv = self.client.get_model_version(name, str(version))
@@ -222,6 +286,7 @@ class ModelRegistry:
         else:
             from mlflow.exceptions import MlflowException
 
+            assert version is not None  # split_model_uri gives an alias or a version
             try:
                 ref = self.get(name, version)
             except MlflowException:

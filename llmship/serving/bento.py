@@ -33,3 +33,10 @@ def build_bento(bentofile: str | Path, context: str | Path = paths.REPO_ROOT, ve
     if not match:
         raise ServeError(f"bentoml build printed no tag: {proc.stdout.strip()[-200:]}")
     return match.group(1)
+
+
+def bento_exists(tag: str) -> bool:
+    """Whether the local Bento store still holds ``tag`` (``bentoml get``; a deleted Bento must be rebuilt)."""
+    proc = subprocess.run([bentoml_executable(), "get", tag, "-o", "json"], capture_output=True, text=True,
+                          env=bentoml_env(), check=False)
+    return proc.returncode == 0

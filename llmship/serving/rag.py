@@ -28,7 +28,7 @@ def start_rag(chat_url: str, *, model_uri: str = "-", host: str = "127.0.0.1", p
 def rag_env(config: ServeConfig, chat_model: str) -> dict[str, str]:
     """The RAG service's gateway settings (the chat service's), and — when they ask for keys — the RAG service's
     own key for the chat model (``llmship-rag``, limited to that model, re-issued on every deploy)."""
-    env = config.gateway.env()
+    env = config.rag_gateway().env()
     if config.gateway.auth:
         store = KeyStore(config.gateway.keys_path())
         try:

@@ -19,7 +19,7 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
         ServerInfo, "server"]:
     load_secrets()  # the services inherit them (LLMSHIP_RAG_CHAT_API_KEY, NEO4J_*)
     model_uri = f"models:/{registry.name}@champion"
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.env()}
+    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.chat_env()}
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
     served = promotion.version if promotion.status == "champion" else promotion.previous_champion
     if info.version is None and served:  # behind the gateway's keys the start-up probe cannot read it
@@ -28,5 +28,7 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
                     wait_s=config.wait_s, env=rag_env(config, registry.name)) if config.rag else None
     write_deploy_summary(info, {"bento": bento_tag, "model_name": registry.name, "model_version": promotion.version,
                                 "alias": "champion", "previous": promotion.previous_champion,
-                                "rag_url": rag.url if rag else None})
+                                "rag_url": rag.url if rag else None,
+                                # what `llmship rollback` needs to restart the same service on another version
+                                "tracking_uri": tracking_uri(), "serve_config": config.model_dump(mode="json")})
     return info

@@ -71,7 +71,7 @@ def _registry(env):
 
 
 def test_1_first_deploy_serves_a_validated_champion(story):
-    env, tmp, port, home = story
+    env, tmp, port, _home = story
     result = _run(env, _config(tmp, port))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -109,7 +109,7 @@ def test_1_first_deploy_serves_a_validated_champion(story):
 
 
 def test_2_failing_gate_never_yields_champion_and_does_not_ship(story):
-    env, tmp, port, home = story
+    env, tmp, port, _home = story
     result = _run(env, _config(tmp, port, max_perplexity=1.0))
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -137,3 +137,45 @@ def test_3_rerun_promotes_and_replaces_the_server(story):
     assert served.headers["x-llmship-model-version"] == f"{NAME}/3"
     summary = json.loads((home / "last-deploy.json").read_text())
     assert summary["model_version"] == "3" and summary["previous"] == "1"
+
+
+def test_4_rollback_serves_previous_and_status_shows_it(story):
+    """`llmship rollback` moves champion back to version 1 and restarts the chat service on the same Bento (the RAG
+    service keeps running); a failed challenger is never a rollback target; a second rollback undoes."""
+    env, _, port, home = story
+    bento = json.loads((home / "last-deploy.json").read_text())["bento"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["llmship", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                              check=False)
+
+    status = cli("status")
+    assert status.returncode == 0, status.stderr
+    assert f"chat  http://127.0.0.1:{port}" in status.stdout and f"serves {NAME}/3 (champion)" in status.stdout
+    refused = cli("rollback", "--to", "2")
+    assert refused.returncode != 0 and "did not pass its gates" in refused.stderr
+
+    done = cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert "champion is now version 1 (was 3" in done.stdout and f"bento {bento} (reused)" in done.stdout
+    registry = _registry(env)
+    assert registry.by_alias(NAME, "champion").version == "1"
+    assert registry.by_alias(NAME, "previous").version == "3"
+    served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+    assert served.headers["x-llmship-model-version"] == f"{NAME}/1"
+    summary = json.loads((home / "last-deploy.json").read_text())
+    assert (summary["model_version"], summary["rolled_back_from"], summary["bento"]) == ("1", "3", bento)
+
+    rag = httpx.get(f"http://127.0.0.1:{RAG_PORT[0]}/v1/models", timeout=10)  # kept running; answers with v1 now
+    assert rag.status_code == 200
+
+    status = cli("status", "--json")
+    services = json.loads(status.stdout)["services"]
+    assert {"kind": "chat", "serves": f"{NAME}/1", "alias": "champion"}.items() <= next(
+        s for s in services if s["kind"] == "chat").items()
+    assert any(s["kind"] == "rag" and s["serves"] == f"http://127.0.0.1:{port}/v1" for s in services)
+
+    undo = cli("rollback")
+    assert undo.returncode == 0, undo.stderr
+    served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+    assert served.headers["x-llmship-model-version"] == f"{NAME}/3"

@@ -157,3 +157,61 @@ def test_registered_version_is_immutable_when_the_path_source_is_resaved(registr
     assert (src / "config.json").read_text() != registered
 
     assert (registry.resolve(ref.uri)[1] / "hf" / "config.json").read_text() == registered
+
+
+def _released(registry: ModelRegistry, tmp_path: Path):
+    """v1, v2 champions in turn (v2 champion, v1 previous), v3 a failed challenger."""
+    register_three(registry, tmp_path)
+    registry.promote("x", "1", PASS)
+    registry.promote("x", "2", PASS)
+    registry.promote("x", "3", FAIL)
+
+
+def _aliases(registry: ModelRegistry) -> dict[str, str | None]:
+    return {alias: getattr(registry.by_alias("x", alias), "version", None)
+            for alias in ("champion", "previous", "challenger")}
+
+
+def test_rollback_moves_champion_to_previous_and_back(registry, tmp_path):
+    _released(registry, tmp_path)
+    moved = registry.rollback("x")
+    assert (moved.from_version, moved.to_version, moved.previous_before) == ("2", "1", "1")
+    assert _aliases(registry) == {"champion": "1", "previous": "2", "challenger": "3"}
+    assert registry.resolve("models:/x@champion")[0].version == "1"
+    assert registry.get("x", "2").tags["rolled_back_at"]
+    assert registry.get("x", "1").tags["restored_from"] == "2"
+
+    again = registry.rollback("x")  # a second rollback undoes the first, like `kubectl rollout undo`
+    assert (again.from_version, again.to_version) == ("1", "2")
+    assert _aliases(registry) == {"champion": "2", "previous": "1", "challenger": "3"}
+
+
+def test_rollback_to_a_named_version_and_undo(registry, tmp_path):
+    _released(registry, tmp_path)
+    moved = registry.rollback("x", to="1")
+    assert _aliases(registry)["champion"] == "1"
+    registry.undo_rollback(moved)
+    assert _aliases(registry) == {"champion": "2", "previous": "1", "challenger": "3"}
+    assert "rolled_back_at" not in registry.get("x", "2").tags
+
+
+@pytest.mark.parametrize(("to", "message"), [
+    ("3", "did not pass its gates (validation_status=failed)"),
+    ("2", "already the champion"),
+    ("9", "has no version 9"),
+])
+def test_rollback_refuses_without_touching_the_aliases(registry, tmp_path, to, message):
+    _released(registry, tmp_path)
+    with pytest.raises(RegistryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        registry.rollback("x", to=to)
+    assert _aliases(registry) == {"champion": "2", "previous": "1", "challenger": "3"}
+
+
+def test_rollback_needs_a_champion_and_a_previous(registry, tmp_path):
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback("x")
+    register_three(registry, tmp_path)
+    registry.promote("x", "1", PASS)
+    with pytest.raises(RegistryError, match="no 'previous' version"):
+        registry.rollback("x")
+    assert registry.gate_results(registry.get("x", "1"))[0]["passed"] is True

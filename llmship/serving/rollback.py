@@ -1,0 +1,108 @@
+"""``llmship rollback``: move ``champion`` back and restart the served chat service on it.
+
+The chat Bento carries no weights: it loads ``models:/<name>@champion`` when a worker starts. So a rollback
+is an alias move in the registry plus a restart of the same Bento (rebuilt only when the Bento store no
+longer has it), on the port, settings and gateway the last deploy used (``last-deploy.json``). The RAG
+service keeps running: it reaches the chat service by URL, and its answer cache is keyed by the chat
+model's version, so it cannot hand out an answer of the version rolled away from.
+
+If the rolled-back version cannot be started, the aliases go back to where they were and the version that
+was serving is started again: a failed rollback leaves the release as it found it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmship import paths
+from llmship.config import ServeConfig
+from llmship.errors import LlmshipError, ServeError
+from llmship.registry import ModelRegistry, Rollback
+from llmship.serving import process
+from llmship.serving.bento import bento_exists, bentoml_env, build_bento
+
+log = logging.getLogger(__name__)
+
+
+class RollbackResult(BaseModel):
+    name: str
+    from_version: str
+    to_version: str
+    restarted: bool
+    bento: str | None = None
+    rebuilt: bool = False  # the Bento store had lost the deployed Bento, so it was built again
+    url: str | None = None
+    served_version: str | None = None  # x-llmship-model-version after the restart, when readable
+
+
+def summary_path() -> Path:
+    return paths.home() / "last-deploy.json"
+
+
+def last_deploy() -> dict[str, Any] | None:
+    path = summary_path()
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rollback(to: str | None = None, *, name: str | None = None, restart: bool = True,
+             wait_s: float | None = None) -> RollbackResult:
+    """Move ``champion`` to ``to`` (default ``previous``) and, with ``restart``, serve it where the last deploy did."""
+    deployed = last_deploy()
+    name = name or (deployed or {}).get("model_name")
+    if not name:
+        raise LlmshipError("nothing deployed here to roll back; name the registered model with --name")
+    if restart and deployed is not None and deployed.get("model_name") == name and "serve_config" not in deployed:
+        raise LlmshipError("the last deploy predates `llmship rollback`; run `make deploy` once, or pass --no-restart")
+    registry = ModelRegistry((deployed or {}).get("tracking_uri"))
+    moved = registry.rollback(name, to)
+    result = RollbackResult(name=name, from_version=moved.from_version, to_version=moved.to_version, restarted=False)
+    if not restart:
+        return result
+    if deployed is None or deployed.get("model_name") != name:
+        raise LlmshipError(f"champion of {name!r} is now version {moved.to_version}, but no deploy of it here to "
+                           "restart; restart your serving deployment (it loads @champion at start)")
+    try:
+        return _restart(deployed, moved, registry, result, wait_s)
+    except LlmshipError as err:
+        registry.undo_rollback(moved)
+        try:
+            _serve(deployed, deployed["bento"], registry.tracking_uri, wait_s)
+        except LlmshipError as again:
+            raise ServeError(f"rollback to version {moved.to_version} failed ({err}); champion is version "
+                             f"{moved.from_version} again, but restarting it failed too: {again}") from None
+        raise ServeError(f"rollback to version {moved.to_version} failed ({err}); champion is version "
+                         f"{moved.from_version} again and serving") from None
+
+
+def _restart(deployed: dict[str, Any], moved: Rollback, registry: ModelRegistry, result: RollbackResult,
+             wait_s: float | None) -> RollbackResult:
+    config = ServeConfig.model_validate(deployed["serve_config"])
+    bento = deployed["bento"]
+    rebuilt = not bento_exists(bento)
+    if rebuilt:
+        log.info("the Bento %s is gone from the store; building it again", bento)
+        bento = build_bento(config.bentofile)
+    info = _serve(deployed, bento, registry.tracking_uri, wait_s)
+    if info.version is None:  # behind the gateway's keys the start-up probe cannot read it
+        info.version = f"{moved.name}/{moved.to_version}"
+    process.write_deploy_summary(info, {
+        **{k: v for k, v in deployed.items() if k not in process.ServerInfo.model_fields and k != "url"},
+        "bento": bento, "model_version": moved.to_version, "previous": moved.from_version,
+        "rolled_back_from": moved.from_version})
+    return result.model_copy(update={"restarted": True, "bento": bento, "rebuilt": rebuilt, "url": info.url,
+                                     "served_version": info.version})
+
+
+def _serve(deployed: dict[str, Any], bento: str, tracking_uri: str, wait_s: float | None) -> process.ServerInfo:
+    config = ServeConfig.model_validate(deployed["serve_config"])
+    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri, **config.chat_env()}
+    model_uri = f"models:/{deployed['model_name']}@{deployed.get('alias', 'champion')}"
+    if not model_uri.endswith("@champion"):
+        raise ServeError(f"the last deploy served {model_uri}, not the champion alias; deploy again instead")
+    return process.start(bento, model_uri=model_uri, host=config.host, port=config.port, env=env,
+                         wait_s=wait_s if wait_s is not None else config.wait_s)
