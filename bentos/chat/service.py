@@ -5,7 +5,9 @@ live in ``llmship``; this file only mounts the app, loads the model the
 registry names (``LLMSHIP_MODEL_URI``, e.g. ``models:/gemma3-270m@champion``)
 when the worker starts, so BentoML's ``/readyz`` turns green only once it can
 answer, puts the gateway (``llmship.gateway``) in front of every route, and composes the embedding service with ``bentoml.depends`` (its own
-process, its own thread budget) behind ``/v1/embeddings``.
+process, its own thread budget) behind ``/v1/embeddings`` — or, with ``LLMSHIP_EMBEDDING_URL``, calls the embedding
+service deployed at that URL (``bentos.embedding.service.embedding_dependency``; the Kubernetes manifests in
+``deploy/k8s`` run it as its own Deployment).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 
 import bentoml
 
-from bentos.embedding.service import BentoEmbeddingBackend, Embedding
+from bentos.embedding.service import BentoEmbeddingBackend, embedding_dependency
 from llmship.gateway import Gateway
 from llmship.openai.app import ApiSettings, create_app
 from llmship.serving.load import ServeSettings, load_runtime
@@ -36,7 +38,7 @@ def count_tokens(text: str) -> int | None:
 )
 @bentoml.asgi_app(app, path="/")
 class Chat:
-    embedder = bentoml.depends(Embedding)
+    embedder = embedding_dependency()  # LLMSHIP_EMBEDDING_URL: the embedding service deployed apart
 
     def __init__(self) -> None:
         settings = ServeSettings.from_env().model_copy(update={"shared_metrics": True})

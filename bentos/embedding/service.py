@@ -9,6 +9,11 @@ own process (one worker, one torch thread by default) and the chat worker calls 
 Errors cross the process boundary as in ``bentos/_remote.py``, so a too-long input reaches the chat API's user
 as 400 ``context_length_exceeded``.
 
+Deployed apart (its own Kubernetes Deployment and Service): a service that declares ``embedding_dependency()``
+instead of ``bentoml.depends(Embedding)`` calls the service at ``LLMSHIP_EMBEDDING_URL`` (e.g.
+``http://llmship-embedding:3000``) when it is set — ``bentoml.depends(Embedding, url=...)``, which ``bentoml serve``
+does not start locally — and starts it as its own local process otherwise.
+
 Settings (environment): ``LLMSHIP_EMBED_MODEL_PATH`` (default: the packaged all-MiniLM-L6-v2),
 ``LLMSHIP_EMBED_MODEL_ID``, ``LLMSHIP_EMBED_THREADS`` (1), ``LLMSHIP_EMBED_BATCH_SIZE`` (32).
 """
@@ -16,6 +21,8 @@ Settings (environment): ``LLMSHIP_EMBED_MODEL_PATH`` (default: the packaged all-
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import bentoml
@@ -51,6 +58,16 @@ class Embedding:
     def info(self) -> dict:
         return {"model": self.embedder.model_id, "dimensions": self.embedder.dimensions,
                 "max_input_tokens": self.embedder.max_input_tokens}
+
+
+URL_ENV = "LLMSHIP_EMBEDDING_URL"
+
+
+def embedding_dependency(environ: Mapping[str, str] | None = None) -> Any:
+    """``bentoml.depends(Embedding)``: the service at ``$LLMSHIP_EMBEDDING_URL`` when set, else a local process.
+    Read when the depending service's class is defined (its module is imported), as BentoML needs it then."""
+    url = (os.environ if environ is None else environ).get(URL_ENV, "").strip().rstrip("/")
+    return bentoml.depends(Embedding, url=url or None)
 
 
 class BentoEmbeddingBackend:

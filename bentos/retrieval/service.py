@@ -24,7 +24,7 @@ import bentoml
 import numpy as np
 
 from bentos._remote import LlmshipServiceError, dependency_http, outage_payload, post_sync
-from bentos.embedding.service import Embedding
+from bentos.embedding.service import embedding_dependency
 from llmship import errors
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.knowledge.retriever import Retriever
@@ -51,7 +51,7 @@ class RemoteEmbedder:
 
 @bentoml.service(name="llmship-retrieval", workers=1, traffic={"timeout": 60, "max_concurrency": 128})
 class Retrieval:
-    embedder = bentoml.depends(Embedding)
+    embedder = embedding_dependency()  # the shared embedding service at LLMSHIP_EMBEDDING_URL, else its own process
 
     def __init__(self) -> None:
         settings = GraphSettings.from_env().model_copy(

@@ -8,6 +8,12 @@ store tokens the same way), so verifying costs microseconds per request.
 The store is SQLite under ``LLMSHIP_HOME/gateway/keys.db`` (0600): names are unique, revoked keys stay listed
 (with ``revoked_at``) for the audit trail, and ``rotate`` issues a new secret under the same name and limits while
 the old one stops working at once. Usage (requests, tokens, last use) is counted per key.
+
+A store the process cannot write (a Kubernetes Secret volume is mounted read-only) is opened read-only
+(``immutable``: a WAL-mode database could not be opened otherwise, it would need its ``-shm`` file) and reopened
+when the file changes (the kubelet swaps a Secret's files when the Secret is updated), so new, rotated and revoked
+keys take effect without a restart. There usage is not counted (the audit log and the gateway's
+``llmship:gateway_requests_total`` have it) and managing keys is an error: manage them in a local copy.
 """
 
 from __future__ import annotations
@@ -89,6 +95,13 @@ def _digest(salt: bytes, secret: str) -> bytes:
 class KeyStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_path()
+        self._lock = threading.Lock()
+        self._identity: tuple[int, ...] = ()
+        self.read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
+                                                     and os.access(self.path.parent, os.W_OK))
+        if self.read_only:
+            self._db = self._open_read_only()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -98,7 +111,31 @@ class KeyStore:
         self._db.execute(_SCHEMA)
         if new:
             os.chmod(self.path, 0o600)
-        self._lock = threading.Lock()
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        stat = self.path.stat()  # follows a Secret volume's symlink to the current version of the file
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        self._identity = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        return db
+
+    def _reader(self) -> sqlite3.Connection:
+        """The connection to read through: for a read-only store, reopened when the file was replaced."""
+        if self.read_only:
+            try:
+                stat = self.path.stat()
+                changed = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size) != self._identity
+            except OSError:
+                changed = False  # mid-swap: keep the keys we have
+            if changed:
+                with self._lock:
+                    self._db = self._open_read_only()  # the old connection closes when the last reader drops it
+        return self._db
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise KeyRequestError(f"the key store {self.path} is read-only (a mounted Secret?): manage keys in a "
+                                  "local copy and update the Secret from it")
 
     def close(self) -> None:
         self._db.close()
@@ -109,6 +146,7 @@ class KeyStore:
                models: list[str] | None = None, expires_in_s: float | None = None,
                max_tokens: int | None = None) -> tuple[ApiKey, str]:
         """A new key: its record and the plaintext key, which is shown this once and never stored."""
+        self._writable()
         name = name.strip()
         if not name:
             raise KeyRequestError("a key needs a name", param="name")
@@ -134,15 +172,16 @@ class KeyStore:
         return record, f"{PREFIX}{key_id}-{secret}"
 
     def get(self, name: str) -> ApiKey:
-        row = self._db.execute("SELECT * FROM keys WHERE name = ?", (name,)).fetchone()
+        row = self._reader().execute("SELECT * FROM keys WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise KeyRequestError(f"no key named {name!r}", param="name")
         return _record(row)
 
     def list(self) -> list[ApiKey]:
-        return [_record(r) for r in self._db.execute("SELECT * FROM keys ORDER BY created_at, name")]
+        return [_record(r) for r in self._reader().execute("SELECT * FROM keys ORDER BY created_at, name")]
 
     def revoke(self, name: str) -> ApiKey:
+        self._writable()
         record = self.get(name)
         if record.revoked_at is None:
             with self._lock:
@@ -151,6 +190,7 @@ class KeyStore:
 
     def rotate(self, name: str) -> tuple[ApiKey, str]:
         """A new secret (and id) under the same name and limits; the old key stops working now."""
+        self._writable()
         old = self.get(name)
         if old.revoked_at is not None:
             raise KeyRequestError(f"the key {name!r} is revoked; create a new one", param="name")
@@ -179,8 +219,10 @@ class KeyStore:
         if not key:
             raise AuthenticationError("Missing API key: send it as 'Authorization: Bearer <key>'")
         match = _KEY.match(key.strip())
-        row = self._db.execute("SELECT * FROM keys WHERE id = ?", (match.group(1),)).fetchone() if match else None
-        if row is None or not hmac.compare_digest(bytes(row["hash"]), _digest(bytes(row["salt"]), match.group(2))):
+        row = self._reader().execute("SELECT * FROM keys WHERE id = ?", (match.group(1),)).fetchone() \
+            if match else None
+        if row is None or match is None or not hmac.compare_digest(bytes(row["hash"]),
+                                                                   _digest(bytes(row["salt"]), match.group(2))):
             raise AuthenticationError("Incorrect API key provided")
         record = _record(row)
         if record.revoked_at is not None:
@@ -192,6 +234,8 @@ class KeyStore:
         return record
 
     def record_usage(self, key_id: str, tokens: int, requests: int = 1) -> None:
+        if self.read_only:
+            return  # a mounted Secret: usage is in the audit log and the gateway's metrics
         with self._lock:
             self._db.execute("UPDATE keys SET requests = requests + ?, tokens = tokens + ?, last_used_at = ? "
                              "WHERE id = ?", (requests, max(0, int(tokens)), time.time(), key_id))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from llmship.errors import AuthenticationError, KeyRequestError, PermissionDenied
+from llmship.gateway import keys as keys_module
 from llmship.gateway.keys import KeyStore, parse_duration
 from tests.unit.test_cli import assert_one_error_line, run_cli
 
@@ -103,3 +107,86 @@ def test_cli_prints_the_key_once_and_manages_it(home):
     assert_one_error_line(run_cli(home, "keys", "revoke", "nope"), "no key named 'nope'")
     assert_one_error_line(run_cli(home, "keys", "create", "--name", "x", "--expires", "soon"), "bad duration")
     assert "requests" in run_cli(home, "keys", "usage").stdout
+
+
+# ---- a key store mounted read-only (a Kubernetes Secret volume) ----------------------------------------------------
+
+
+def secret_volume(tmp_path, db: Path, version: str) -> Path:
+    """Lay ``db`` out as the kubelet lays out a Secret volume: ``keys.db -> ..data/keys.db``, ``..data -> ..<ts>``;
+    an update writes a new ``..<ts>`` folder and swaps the ``..data`` link atomically."""
+    mount = tmp_path / "mount"
+    mount.mkdir(exist_ok=True)
+    (mount / f"..{version}").mkdir()
+    shutil.copyfile(db, mount / f"..{version}" / "keys.db")
+    (mount / "..data_tmp").symlink_to(f"..{version}")
+    os.replace(mount / "..data_tmp", mount / "..data")
+    if not (mount / "keys.db").is_symlink():
+        (mount / "keys.db").symlink_to("..data/keys.db")
+    return mount / "keys.db"
+
+
+@pytest.fixture()
+def read_only(monkeypatch, tmp_path):
+    """The mount reads as unwritable (the tests may run as root, whom file modes do not stop)."""
+    real = os.access
+    mount = tmp_path / "mount"
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and (Path(path) == mount or mount in Path(path).parents):
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(keys_module.os, "access", access)
+    return mount
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_read_only_store_verifies_without_writing_and_refuses_changes(tmp_path, read_only):
+    source = KeyStore(tmp_path / "local" / "keys.db")  # WAL mode, like every store the CLI writes
+    record, key = source.create("team-a", models=["gemma3-270m"])
+    source.close()
+    path = secret_volume(tmp_path, tmp_path / "local" / "keys.db", "2026_01_01")
+    before = snapshot(read_only)
+
+    store = KeyStore(path)
+    assert store.read_only
+    assert store.verify(key, model="gemma3-270m").name == "team-a"
+    store.record_usage(record.id, tokens=100)  # skipped: usage is in the audit log and the gateway's counter
+    assert store.get("team-a").requests == 0 and [k.name for k in store.list()] == ["team-a"]
+    for change in (lambda: store.create("b"), lambda: store.revoke("team-a"), lambda: store.rotate("team-a")):
+        with pytest.raises(KeyRequestError, match="read-only"):
+            change()
+    store.close()
+    assert snapshot(read_only) == before  # no -wal/-shm file, not a byte changed
+
+
+def test_a_read_only_store_follows_the_secret_when_it_is_updated(tmp_path, read_only):
+    source = KeyStore(tmp_path / "local" / "keys.db")
+    _, old = source.create("old")
+    _, kept = source.create("kept")
+    source.close()  # the last close checkpoints the WAL into keys.db, as `llmship keys ...` does on exit
+    path = secret_volume(tmp_path, tmp_path / "local" / "keys.db", "v1")
+    store = KeyStore(path)
+    assert store.verify(old).name == "old" and store.verify(kept).name == "kept"
+
+    source = KeyStore(tmp_path / "local" / "keys.db")
+    source.revoke("old")
+    _, new = source.create("new")
+    source.close()
+    secret_volume(tmp_path, tmp_path / "local" / "keys.db", "v2")  # `kubectl apply` of the Secret, then the kubelet
+
+    assert store.verify(new).name == "new" and store.verify(kept).name == "kept"
+    with pytest.raises(AuthenticationError, match="revoked"):
+        store.verify(old)
+    store.close()
+
+
+def test_a_writable_store_stays_read_write(store):
+    assert not store.read_only
+    record, key = store.create("a")
+    store.record_usage(record.id, tokens=5)
+    assert store.verify(key).requests == 1
