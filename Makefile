@@ -7,7 +7,7 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway fuzz reliability clean help
+.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway fuzz reliability clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
@@ -55,10 +55,14 @@ serve-rag: setup graph-start
 schedule-knowledge: stack
 	@$(ENV) python -m pipelines.schedule embedding_refresh; $(ENV) python -m pipelines.schedule kg_update
 
-test: setup
+# Debian's Chromium for the chat page's browser test (no-op when /usr/bin/chromium exists).
+browser:
+	@scripts/install_browser.sh
+
+test: setup browser
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	@$(ENV) python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 serve-stop: setup

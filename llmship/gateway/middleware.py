@@ -13,7 +13,9 @@ behind it too), a bare FastAPI app with ``add_middleware``. Per request:
 4. The key's limits admit the request or answer 429 with ``Retry-After``; every response of a limited key
    carries ``x-ratelimit-*`` headers like OpenAI's.
 5. When the response is over, the reservation is settled with the usage the app reported
-   (``llmship.gateway.usage``), the key's usage is counted, and one audit line is written.
+   (``llmship.gateway.usage``), the key's usage is counted, the request is counted in
+   ``llmship:gateway_requests_total{service, key_name, code}`` (``llmship.gateway.metrics``), and one audit line
+   is written.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so a stream is passed through untouched and a client's disconnect
 still reaches the app (which frees the request's batch slot at once).
@@ -27,9 +29,10 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from llmship.errors import (
     AuthenticationError,
@@ -42,6 +45,7 @@ from llmship.errors import (
 from llmship.gateway.audit import AuditLog
 from llmship.gateway.keys import ApiKey, KeyStore
 from llmship.gateway.limiter import Admission, KeyLimiter
+from llmship.gateway.metrics import count_request
 from llmship.gateway.settings import GatewaySettings
 from llmship.gateway.usage import Usage, current
 from llmship.openai.errors import error_body
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 PROBES = frozenset({"/livez", "/readyz", "/healthz"})
 DOCS = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/docs.json", "/schema.json", "/"})
 METRICS = "/metrics"
+# The web chat page and its static files: the page holds no data and asks the user for a key, which it then
+# sends with every API call it makes, so loading it needs none.
+CHAT_PAGE = "/chat"
 RATE_HEADERS = ["retry-after", "x-request-id", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                 "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                 "x-ratelimit-reset-tokens"]
@@ -126,7 +133,7 @@ class Gateway:
         self.audit = AuditLog(settings.audit_file()) if settings.audit else None
         self.app: Any = self._guard
         if settings.cors_origins:
-            self.app = CORSMiddleware(self._guard, allow_origins=settings.cors_origins, allow_methods=["*"],
+            self.app = CORSMiddleware(cast(ASGIApp, self._guard), allow_origins=settings.cors_origins, allow_methods=["*"],
                                       allow_headers=["*"], expose_headers=RATE_HEADERS, max_age=600)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -139,7 +146,8 @@ class Gateway:
         await self.app(scope, receive, send)
 
     def _public(self, path: str) -> bool:
-        return path in DOCS and self.settings.public_docs or path == METRICS and self.settings.public_metrics
+        return (path in DOCS and self.settings.public_docs or path == METRICS and self.settings.public_metrics
+                or path == CHAT_PAGE or path.startswith(CHAT_PAGE + "/"))
 
     async def _guard(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -158,6 +166,7 @@ class Gateway:
             if path in DOCS and not self.settings.docs:
                 raise _NotFound(f"Not found: {path}")
             if self.settings.auth and not self._public(path):
+                assert self.store is not None  # created whenever auth is on
                 key = self.store.verify(_bearer(headers))
             body: bytes | None = None
             if scope.get("method") in ("POST", "PUT", "PATCH"):
@@ -183,8 +192,9 @@ class Gateway:
             if key is not None and self.store is not None:
                 try:
                     self.store.record_usage(key.id, used or 0)
-                except Exception:  # noqa: BLE001 - usage counting must not fail a request
+                except Exception:
                     log.exception("could not record key usage")
+            count_request(self.service, key.name if key else None, state["status"])
             if self.audit is not None:
                 self._audit(scope, state, key, facts, usage, started)
 
@@ -221,7 +231,7 @@ class Gateway:
                                      param="messages" if facts.messages is not None else "prompt",
                                      code="prompt_too_long")
         cap = key.max_tokens if key is not None else None
-        if cap is not None and scope.get("path", "").endswith("/completions"):
+        if key is not None and cap is not None and scope.get("path", "").endswith("/completions"):
             if facts.max_tokens is not None and facts.max_tokens > cap:
                 raise InvalidRequest(f"max_tokens is {facts.max_tokens}; the key {key.name!r} allows at most {cap}",
                                      param="max_tokens", code="max_tokens_exceeded")
@@ -268,9 +278,11 @@ class Gateway:
         }
         if self.settings.audit_prompts and (facts.messages is not None or facts.texts):
             record["prompt"] = facts.messages if facts.messages is not None else facts.texts
+        if self.audit is None:
+            return
         try:
             self.audit.write(**record)
-        except Exception:  # noqa: BLE001 - a full disk must not turn answers into errors
+        except Exception:
             log.exception("could not write the audit line")
 
 

@@ -4,16 +4,20 @@
 (``app.state.runtime``), so a BentoML service can mount it at import time and
 load the model in its constructor; until then generation routes answer 503.
 ``app.state.embedder`` (optional) serves ``/v1/embeddings`` the same way.
+``/chat`` serves the web chat page (``llmship/webchat``; see ``_webchat_routes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -22,6 +26,7 @@ from pydantic import BaseModel, Field
 from llmship.config import env_overrides
 from llmship.engine.base import Completion, SamplingParams, StepOutput, TokenLogprob
 from llmship.errors import EngineUnavailable, InvalidRequest, LlmshipError, ModelNotFound
+from llmship.gateway.settings import GatewaySettings
 from llmship.gateway.usage import report_usage
 from llmship.openai import errors
 from llmship.openai.limits import BodySizeLimit
@@ -60,7 +65,7 @@ class ApiSettings(BaseModel):
     session_ttl_s: float = Field(default=1800.0, gt=0)
 
     @classmethod
-    def from_env(cls) -> "ApiSettings":
+    def from_env(cls) -> ApiSettings:
         return cls.model_validate(env_overrides(cls.model_fields, "LLMSHIP_"))
 
 
@@ -127,7 +132,7 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
         return _card(rt)
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat(body: ChatCompletionRequest, request: Request) -> ChatCompletion | StreamingResponse:
+    async def chat(body: ChatCompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
         rt = current(request)
         check_model(rt, body.model)
         if body.session_id and body.n > 1:
@@ -234,7 +239,54 @@ def create_app(runtime: Runtime | None = None, default_max_tokens: int | None = 
         pass
     else:
         app.include_router(embeddings_router())
+    _webchat_routes(app)
     return app
+
+
+# ---------------------------------------------------------------- the web chat page
+WEBCHAT_DIR = Path(__file__).resolve().parent.parent / "webchat"
+WEBCHAT_ASSETS = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; charset=utf-8"}
+CHAT_RAG_URL_ENV = "LLMSHIP_CHAT_RAG_URL"  # the RAG service the page may ask (its CORS must allow this origin)
+
+
+def _webchat_routes(app: FastAPI) -> None:
+    """``/chat`` (the page), ``/chat/static/<file>`` (its own files only) and ``/chat/config`` (what the page
+    needs to know). The page holds no data: the gateway lets it load without a key, and the page sends the key
+    the user types with every API call."""
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page() -> Response:
+        rag = _rag_url()
+        origin = _origin(rag) if rag else None  # the page may fetch from here and from the RAG service only
+        connect = f"'self' {origin}" if origin else "'self'"
+        csp = (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               f"connect-src {connect}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        return Response((WEBCHAT_DIR / "index.html").read_bytes(), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": csp, "Cache-Control": "no-cache",
+                                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+
+    @app.get("/chat/static/{name}", include_in_schema=False)
+    async def chat_asset(name: str) -> Response:
+        if name not in WEBCHAT_ASSETS:
+            return errors.error_response(f"Not found: /chat/static/{name}", 404, code="not_found")
+        return Response((WEBCHAT_DIR / name).read_bytes(), media_type=WEBCHAT_ASSETS[name],
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/chat/config", include_in_schema=False)
+    async def chat_config() -> dict:
+        # The gateway in front of this app reads the same environment (an invalid one stops the service at start).
+        return {"rag_url": _rag_url(), "auth": GatewaySettings.from_env().auth}
+
+
+def _rag_url() -> str | None:
+    """The RAG service's base URL (``http://host:3001``; a trailing ``/v1`` is dropped: the page adds it)."""
+    url = (os.environ.get(CHAT_RAG_URL_ENV) or "").strip().rstrip("/")
+    return url.removesuffix("/v1") or None
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 class ResponseHeaders:
@@ -419,7 +471,7 @@ class EventStream(StreamingResponse):
     request in the scheduler and frees its batch slot before the next step.
     """
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:  # type: ignore[override]
         async def stream() -> None:
             try:
                 await self.stream_response(send)
