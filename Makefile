@@ -7,7 +7,7 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway fuzz reliability clean help
+.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway bench-rollback fuzz reliability clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
@@ -15,7 +15,7 @@ help:
 	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
 	@echo "make eval-rag run the rag_eval pipeline (recall/MRR per mode, citation rate -> MLflow)"
 	@echo "make reliability  the fuzz, load, fault and security proofs (tests/reliability); make fuzz | bench-load"
-	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-rag | clean"
+	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-rag | bench-rollback | clean"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
@@ -89,6 +89,9 @@ bench-load: setup
 
 bench-gateway: setup
 	@$(ENV) python benchmarks/gateway_bench.py
+
+bench-rollback: setup
+	@$(ENV) python benchmarks/rollback_bench.py
 
 fuzz: setup
 	@$(ENV) python -m pytest tests/reliability/test_fuzz.py $(PYTEST_ARGS)
