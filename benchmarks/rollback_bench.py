@@ -83,7 +83,7 @@ def setup(home: Path, model_dir: Path | None, port: int) -> dict:
     from llmship.config import ServeConfig
     from llmship.registry import ModelRegistry
     from llmship.serving import process
-    from llmship.serving.bento import bentoml_env, build_bento
+    from llmship.serving.bento import build_bento, chat_service_env
     from llmship.validate.gates import GateReport
 
     folder = model_dir or _tiny_model_dir(home / "tiny")
@@ -96,7 +96,7 @@ def setup(home: Path, model_dir: Path | None, port: int) -> dict:
     t = time.perf_counter()
     bento = build_bento(config.bentofile)
     print(f"built {bento} in {time.perf_counter() - t:.1f}s; serving {folder} ({backend})", flush=True)
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **config.chat_env()}
+    env = chat_service_env(config, registry.tracking_uri)
     info = process.start(bento, model_uri=f"models:/{NAME}@champion", port=port, env=env)
     process.write_deploy_summary(info, {"bento": bento, "model_name": NAME, "model_version": "2", "alias": "champion",
                                         "previous": "1", "tracking_uri": registry.tracking_uri,

@@ -8,19 +8,17 @@ import os
 import sys
 import time
 
-from llmship import paths
 from llmship.errors import LlmshipError, ServeError
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 
 
 def _serve_info(args: argparse.Namespace) -> int:
-    from llmship.serving.process import status
+    from llmship.serving.process import last_deploy, status
 
-    summary_path = paths.home() / "last-deploy.json"
-    if not summary_path.exists():
+    s = last_deploy()
+    if s is None:
         raise ServeError("nothing deployed yet; run `make deploy`")
-    s = json.loads(summary_path.read_text())
     alive = any(info.port == s["port"] and info.pid == s["pid"] for info in status())
     if not alive:
         raise ServeError(f"the server deployed at {s['url']} is not running; run `make deploy` again")

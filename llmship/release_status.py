@@ -91,9 +91,7 @@ def services(aliases: dict[str, str] | None = None) -> list[ServiceStatus]:
 
 def _rag_upstream(info: process.ServerInfo) -> str | None:
     """A RAG service answers with the chat service of the same deploy (``last-deploy.json``)."""
-    from llmship.serving.rollback import last_deploy
-
-    deployed = last_deploy() or {}
+    deployed = process.last_deploy() or {}
     if deployed.get("rag_url") == info.url:
         return f"{deployed['url']}/v1"
     return None

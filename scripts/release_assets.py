@@ -29,8 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from llmship import paths
 from llmship.errors import LlmshipError, RegistryError
+from llmship.serving.process import deploy_summary_path, last_deploy
 
 DEFAULT_CONFIG = REPO_ROOT / "configs/deploy_llm.release.yaml"
 CARD, CHART = "MODEL_CARD.md", "reports/benchmark.png"  # where llmship.release.register_release logs them
@@ -54,12 +54,11 @@ def registry_name(config: Path) -> str:
 
 def recorded_bento(name: str, version: str) -> str | None:
     """The Bento the last deploy built, if it deployed this very version."""
-    summary = paths.home() / "last-deploy.json"
-    if not summary.is_file():
-        return None
     try:
-        data = json.loads(summary.read_text())
+        data = last_deploy()
     except ValueError:
+        return None
+    if data is None:
         return None
     if data.get("model_name") == name and str(data.get("model_version")) == version:
         return data.get("bento") or None
@@ -83,7 +82,7 @@ def collect(name: str, out: Path, *, bento: str | None = None, image: str | None
     bento = bento or recorded_bento(name, champion.version)
     if not bento:
         raise RegistryError(f"no Bento is recorded for {name} version {champion.version} "
-                            f"({paths.home() / 'last-deploy.json'}); pass --bento or run deploy_llm with serve enabled")
+                            f"({deploy_summary_path()}); pass --bento or run deploy_llm with serve enabled")
     release: dict[str, Any] = {
         "name": name, "version": champion.version, "model_uri": champion.uri, "run_id": champion.run_id,
         "metrics": dict(sorted(registry.metrics(champion).items())),

@@ -195,8 +195,7 @@ class Gateway:
                 except Exception:
                     log.exception("could not record key usage")
             count_request(self.service, key.name if key else None, state["status"])
-            if self.audit is not None:
-                self._audit(scope, state, key, facts, usage, started)
+            self._audit(scope, state, key, facts, usage, started)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Any) -> bytes:
         limit = self.settings.max_body_bytes
@@ -267,6 +266,8 @@ class Gateway:
 
     def _audit(self, scope: Scope, state: dict[str, Any], key: ApiKey | None, facts: RequestFacts, usage: Usage,
                started: float) -> None:
+        if self.audit is None:
+            return
         record: dict[str, Any] = {
             "service": self.service, "request_id": state["request_id"] or None, "method": scope.get("method"),
             "path": scope.get("path"), "key": key.name if key else None, "key_id": key.id if key else None,
@@ -278,8 +279,6 @@ class Gateway:
         }
         if self.settings.audit_prompts and (facts.messages is not None or facts.texts):
             record["prompt"] = facts.messages if facts.messages is not None else facts.texts
-        if self.audit is None:
-            return
         try:
             self.audit.write(**record)
         except Exception:

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from llmship import paths
+from llmship.config import ServeConfig
 from llmship.errors import ServeError
 from llmship.serving.process import bentoml_executable
 
@@ -18,6 +19,12 @@ def bentoml_env() -> dict[str, str]:
     env.setdefault("BENTOML_HOME", str(paths.sub("bentoml")))
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     return env
+
+
+def chat_service_env(config: ServeConfig, tracking_uri: str) -> dict[str, str]:
+    """The environment ``bentoml serve`` of the chat Bento gets: BentoML's, the registry it loads the champion
+    from, and the serve settings (``deploy``, ``rollback``)."""
+    return {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri, **config.chat_env()}
 
 
 def build_bento(bentofile: str | Path, context: str | Path = paths.REPO_ROOT, version: str | None = None) -> str:

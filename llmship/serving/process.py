@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
@@ -119,7 +120,18 @@ def stop(port: int | None = None, timeout_s: float = 30.0) -> list[ServerInfo]:
     return stopped
 
 
+def deploy_summary_path() -> Path:
+    """``last-deploy.json``: what the last deploy started (server, Bento, model, serve config), for ``llmship serve
+    info``, ``status`` and ``rollback``."""
+    return paths.home() / "last-deploy.json"
+
+
+def last_deploy() -> dict[str, Any] | None:
+    path = deploy_summary_path()
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def write_deploy_summary(info: ServerInfo, extra: dict) -> Path:
-    path = paths.home() / "last-deploy.json"
+    path = deploy_summary_path()
     path.write_text(json.dumps({**json.loads(info.model_dump_json()), "url": info.url, **extra}, indent=2))
     return path

@@ -12,19 +12,16 @@ was serving is started again: a failed rollback leaves the release as it found i
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from llmship import paths
 from llmship.config import ServeConfig
 from llmship.errors import LlmshipError, ServeError
 from llmship.registry import ModelRegistry, Rollback
 from llmship.serving import process
-from llmship.serving.bento import bento_exists, bentoml_env, build_bento
+from llmship.serving.bento import bento_exists, build_bento, chat_service_env
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +37,10 @@ class RollbackResult(BaseModel):
     served_version: str | None = None  # x-llmship-model-version after the restart, when readable
 
 
-def summary_path() -> Path:
-    return paths.home() / "last-deploy.json"
-
-
-def last_deploy() -> dict[str, Any] | None:
-    path = summary_path()
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def rollback(to: str | None = None, *, name: str | None = None, restart: bool = True,
              wait_s: float | None = None) -> RollbackResult:
     """Move ``champion`` to ``to`` (default ``previous``) and, with ``restart``, serve it where the last deploy did."""
-    deployed = last_deploy()
+    deployed = process.last_deploy()
     name = name or (deployed or {}).get("model_name")
     if not name:
         raise LlmshipError("nothing deployed here to roll back; name the registered model with --name")
@@ -66,12 +54,13 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
     if deployed is None or deployed.get("model_name") != name:
         raise LlmshipError(f"champion of {name!r} is now version {moved.to_version}, but no deploy of it here to "
                            "restart; restart your serving deployment (it loads @champion at start)")
+    config = ServeConfig.model_validate(deployed["serve_config"])
     try:
-        return _restart(deployed, moved, registry, result, wait_s)
+        return _restart(deployed, config, moved, registry, result, wait_s)
     except LlmshipError as err:
         registry.undo_rollback(moved)
         try:
-            _serve(deployed, deployed["bento"], registry.tracking_uri, wait_s)
+            _serve(deployed, config, deployed["bento"], registry.tracking_uri, wait_s)
         except LlmshipError as again:
             raise ServeError(f"rollback to version {moved.to_version} failed ({err}); champion is version "
                              f"{moved.from_version} again, but restarting it failed too: {again}") from None
@@ -79,15 +68,14 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
                          f"{moved.from_version} again and serving") from None
 
 
-def _restart(deployed: dict[str, Any], moved: Rollback, registry: ModelRegistry, result: RollbackResult,
-             wait_s: float | None) -> RollbackResult:
-    config = ServeConfig.model_validate(deployed["serve_config"])
+def _restart(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, registry: ModelRegistry,
+             result: RollbackResult, wait_s: float | None) -> RollbackResult:
     bento = deployed["bento"]
     rebuilt = not bento_exists(bento)
     if rebuilt:
         log.info("the Bento %s is gone from the store; building it again", bento)
         bento = build_bento(config.bentofile)
-    info = _serve(deployed, bento, registry.tracking_uri, wait_s)
+    info = _serve(deployed, config, bento, registry.tracking_uri, wait_s)
     if info.version is None:  # behind the gateway's keys the start-up probe cannot read it
         info.version = f"{moved.name}/{moved.to_version}"
     process.write_deploy_summary(info, {
@@ -98,9 +86,9 @@ def _restart(deployed: dict[str, Any], moved: Rollback, registry: ModelRegistry,
                                      "served_version": info.version})
 
 
-def _serve(deployed: dict[str, Any], bento: str, tracking_uri: str, wait_s: float | None) -> process.ServerInfo:
-    config = ServeConfig.model_validate(deployed["serve_config"])
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri, **config.chat_env()}
+def _serve(deployed: dict[str, Any], config: ServeConfig, bento: str, tracking_uri: str,
+           wait_s: float | None) -> process.ServerInfo:
+    env = chat_service_env(config, tracking_uri)
     model_uri = f"models:/{deployed['model_name']}@{deployed.get('alias', 'champion')}"
     if not model_uri.endswith("@champion"):
         raise ServeError(f"the last deploy served {model_uri}, not the champion alias; deploy again instead")

@@ -7,7 +7,7 @@ from zenml import step
 
 from llmship.config import RegistryConfig, ServeConfig
 from llmship.registry import Promotion
-from llmship.serving.bento import bentoml_env
+from llmship.serving.bento import chat_service_env
 from llmship.serving.process import ServerInfo, start, write_deploy_summary
 from llmship.serving.rag import rag_env, start_rag
 from steps._secrets import load_secrets
@@ -19,7 +19,8 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
         ServerInfo, "server"]:
     load_secrets()  # the services inherit them (LLMSHIP_RAG_CHAT_API_KEY, NEO4J_*)
     model_uri = f"models:/{registry.name}@champion"
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking_uri(), **config.chat_env()}
+    registry_uri = tracking_uri()
+    env = chat_service_env(config, registry_uri)
     info = start(bento_tag, model_uri=model_uri, host=config.host, port=config.port, env=env, wait_s=config.wait_s)
     served = promotion.version if promotion.status == "champion" else promotion.previous_champion
     if info.version is None and served:  # behind the gateway's keys the start-up probe cannot read it
@@ -30,5 +31,5 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
                                 "alias": "champion", "previous": promotion.previous_champion,
                                 "rag_url": rag.url if rag else None,
                                 # what `llmship rollback` needs to restart the same service on another version
-                                "tracking_uri": tracking_uri(), "serve_config": config.model_dump(mode="json")})
+                                "tracking_uri": registry_uri, "serve_config": config.model_dump(mode="json")})
     return info

@@ -12,7 +12,8 @@ from llmship.config import ServeConfig
 from llmship.errors import ServeError
 from llmship.registry import ModelRegistry
 from llmship.release_status import release_status
-from llmship.serving.rollback import rollback, summary_path
+from llmship.serving.process import deploy_summary_path as summary_path
+from llmship.serving.rollback import rollback
 from tests.unit.registry.test_registry import FAIL, PASS, register_three
 from tests.unit.test_cli import assert_one_error_line, run_cli
 
