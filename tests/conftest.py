@@ -46,6 +46,16 @@ def tiny_onnx(tiny_built):
     return export_onnx(tiny_built.folder, tiny_built.folder.parent / "onnx")
 
 
+@pytest.fixture(scope="session")
+def engine_host(tiny_built):
+    """One real vLLM engine on the tiny model for the session, on its own event loop (tests/engine_host.py)."""
+    from tests.engine_host import EngineHost
+
+    host = EngineHost(tiny_built.folder)
+    yield host
+    host.close()
+
+
 @pytest.fixture()
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh LLMSHIP_HOME for tests that write registry or server state."""

