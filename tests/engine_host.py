@@ -22,10 +22,10 @@ from llmship.engine.vllm import ServedEngine, start_engine
 T = TypeVar("T")
 
 # The engine settings every in-process test uses: small, eager (no torch.compile), fp32 like the reference.
-TEST_ENGINE = {"max_model_len": 128, "max_num_seqs": 8, "max_waiting": 8, "kv_cache_gb": 0.25,
+TEST_ENGINE = {"max_model_len": 256, "max_num_seqs": 8, "max_waiting": 8, "kv_cache_gb": 0.25,
                "enforce_eager": True, "dtype": "float32", "structured_outputs_compact": True}
 # The same as the environment of a `bentoml serve` (tests/integration, tests/reliability).
-TEST_ENGINE_ENV = {"LLMSHIP_MAX_MODEL_LEN": "128", "LLMSHIP_MAX_BATCH": "8", "LLMSHIP_MAX_WAITING": "8",
+TEST_ENGINE_ENV = {"LLMSHIP_MAX_MODEL_LEN": "256", "LLMSHIP_MAX_BATCH": "8", "LLMSHIP_MAX_WAITING": "8",
                    "LLMSHIP_KV_CACHE_GB": "0.25", "LLMSHIP_ENFORCE_EAGER": "true", "LLMSHIP_DTYPE": "float32",
                    "LLMSHIP_STRUCTURED_OUTPUTS_COMPACT": "true"}
 

@@ -1,4 +1,4 @@
-"""The gateway in front of the real chat app (tiny model, real scheduler), over ASGI with the ``openai`` SDK and
+"""The gateway in front of the real chat app (tiny model on a real vLLM engine, tests/engine_host.py), over ASGI with the ``openai`` SDK and
 httpx: keys, per-key limits and their headers, request caps, the audit line, usage counting, CORS and docs."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ import httpx
 import openai
 import pytest
 
-from llmship.engine import load_engine
 from llmship.gateway import Gateway, GatewaySettings, KeyStore
-from llmship.openai.app import ApiSettings, create_app
-from llmship.openai.runtime import Runtime, ServedModel
+from llmship.openai.app import ApiSettings, attach_engine, create_app
 from tests.conftest import fresh_minute
 
 MODEL = "tiny"
@@ -21,11 +19,11 @@ MSG = [{"role": "user", "content": "Tell me about bread."}]
 
 
 @pytest.fixture(scope="module")
-def runtime(tiny_built):
-    engine = load_engine(tiny_built.folder, "pytorch", dtype="float32", max_model_len=128)
-    rt = Runtime(ServedModel(engine=engine, model_id=MODEL, version=f"{MODEL}/1", backend=engine.name), max_batch=8)
-    yield rt
-    rt.close()
+def host(engine_host, tiny_built):
+    from transformers import AutoTokenizer
+
+    engine_host.tokenizer = AutoTokenizer.from_pretrained(str(tiny_built.folder))
+    return engine_host
 
 
 @pytest.fixture()
@@ -35,12 +33,12 @@ def store(tmp_path):
     s.close()
 
 
-def gated(runtime, store, tmp_path, **settings):
-    app = create_app(runtime, settings=ApiSettings(max_body_bytes=64 * 1024))
+def gated(host, store, tmp_path, **settings):
+    app = create_app(settings=ApiSettings(max_body_bytes=64 * 1024))
+    attach_engine(app, host.engine)
     merged = {"auth": True, "audit_path": str(tmp_path / "audit.jsonl"), "max_body_bytes": 64 * 1024, **settings}
-    engine = runtime.served.engine
     app.add_middleware(Gateway, settings=GatewaySettings(**merged), store=store,
-                       tokenizer=lambda text: len(engine.encode(text)))
+                       tokenizer=lambda text: len(host.tokenizer.encode(text)))
     return app
 
 
@@ -72,8 +70,8 @@ def assert_openai_error(response: httpx.Response, status: int, code: str | None 
     return error
 
 
-def test_every_route_but_the_probes_needs_a_key(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_every_route_but_the_probes_needs_a_key(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     _, key = store.create("ok")
     _, revoked = store.create("gone")
     store.revoke("gone")
@@ -90,7 +88,7 @@ def test_every_route_but_the_probes_needs_a_key(runtime, store, tmp_path):
                 out[(method, path)] = [await c.request(method, path, content=body) for c in (anon, wrong, old, good)]
         return out
 
-    for (method, path), (anon, wrong, old, good) in asyncio.run(go()).items():
+    for (method, path), (anon, wrong, old, good) in host.run(go()).items():
         if path in ("/livez", "/readyz"):
             assert anon.status_code == 200, path
             continue
@@ -104,8 +102,8 @@ def test_every_route_but_the_probes_needs_a_key(runtime, store, tmp_path):
         assert good.status_code != 401, (method, path)
 
 
-def test_models_outside_the_key_and_patterns(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_models_outside_the_key_and_patterns(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     _, narrow = store.create("narrow", models=["other-model"])
     _, pattern = store.create("pattern", models=["ti*"])
 
@@ -113,14 +111,14 @@ def test_models_outside_the_key_and_patterns(runtime, store, tmp_path):
         async with http(app, narrow) as a, http(app, pattern) as b:
             return await a.post("/v1/chat/completions", json=chat()), await b.post("/v1/chat/completions", json=chat())
 
-    denied, allowed = asyncio.run(go())
+    denied, allowed = host.run(go())
     error = assert_openai_error(denied, 403, "model_not_allowed")
     assert error["param"] == "model" and error["type"] == "permission_error"
     assert allowed.status_code == 200
 
 
-def test_requests_per_minute_give_429_with_openai_headers(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_requests_per_minute_give_429_with_openai_headers(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     _, key = store.create("rpm", rpm=2)
     fresh_minute()
 
@@ -128,7 +126,7 @@ def test_requests_per_minute_give_429_with_openai_headers(runtime, store, tmp_pa
         async with http(app, key) as c:
             return [await c.get("/v1/models") for _ in range(3)]
 
-    first, second, third = asyncio.run(go())
+    first, second, third = host.run(go())
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert [first.headers["x-ratelimit-remaining-requests"], second.headers["x-ratelimit-remaining-requests"]] == \
         ["1", "0"]
@@ -138,8 +136,8 @@ def test_requests_per_minute_give_429_with_openai_headers(runtime, store, tmp_pa
     assert third.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_tokens_are_reserved_then_settled_with_the_real_usage(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_tokens_are_reserved_then_settled_with_the_real_usage(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     _, key = store.create("tpm", tpm=500)
     fresh_minute()
 
@@ -150,7 +148,7 @@ def test_tokens_are_reserved_then_settled_with_the_real_usage(runtime, store, tm
             after = await c.get("/v1/models")
             return too_big, done, after
 
-    too_big, done, after = asyncio.run(go())
+    too_big, done, after = host.run(go())
     error = assert_openai_error(too_big, 429)
     assert "Request too large" in error["message"] and "500" in error["message"]
     used = done.json()["usage"]["total_tokens"]
@@ -159,29 +157,31 @@ def test_tokens_are_reserved_then_settled_with_the_real_usage(runtime, store, tm
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == 500 - used
 
 
-def test_parallel_requests_per_key(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_parallel_requests_per_key(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     _, key = store.create("one-at-a-time", max_parallel=1)
 
     async def go():
         async with http(app, key) as c:
             slow = asyncio.ensure_future(c.post("/v1/chat/completions", json=chat(max_tokens=100, ignore_eos=True)))
-            while runtime.stats().slots_busy == 0:  # the first request is generating (it holds the key's slot)
+            for _ in range(5000):  # at most 10 s: the first request is generating (it holds the key's slot)
+                if app.state.load.generating:
+                    break
                 await asyncio.sleep(0.002)
             rejected = await c.post("/v1/chat/completions", json=chat())
             first = await slow
             again = await c.post("/v1/chat/completions", json=chat())
             return first, rejected, again
 
-    first, rejected, again = asyncio.run(go())
+    first, rejected, again = host.run(go())
     assert first.status_code == 200 and again.status_code == 200
     assert first.json()["usage"]["completion_tokens"] == 100
     assert_openai_error(rejected, 429, "too_many_parallel_requests")
     assert rejected.headers["retry-after"] == "1"
 
 
-def test_max_tokens_cap_per_key_and_request_caps(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path, max_messages=3, max_prompt_tokens=40)
+def test_max_tokens_cap_per_key_and_request_caps(host, store, tmp_path):
+    app = gated(host, store, tmp_path, max_messages=3, max_prompt_tokens=40)
     _, key = store.create("capped", max_tokens=5)
 
     async def go():
@@ -194,7 +194,7 @@ def test_max_tokens_cap_per_key_and_request_caps(runtime, store, tmp_path):
                                 headers={"content-type": "application/json"})
             return above, unnamed, many, long, huge
 
-    above, unnamed, many, long, huge = asyncio.run(go())
+    above, unnamed, many, long, huge = host.run(go())
     assert assert_openai_error(above, 400, "max_tokens_exceeded")["param"] == "max_tokens"
     assert unnamed.status_code == 200 and unnamed.json()["usage"]["completion_tokens"] == 5
     assert assert_openai_error(many, 400, "too_many_messages")["param"] == "messages"
@@ -202,8 +202,8 @@ def test_max_tokens_cap_per_key_and_request_caps(runtime, store, tmp_path):
     assert_openai_error(huge, 413, "request_too_large")
 
 
-def test_audit_line_per_request_and_usage_per_key(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path)
+def test_audit_line_per_request_and_usage_per_key(host, store, tmp_path):
+    app = gated(host, store, tmp_path)
     record, key = store.create("audited")
 
     async def go():
@@ -216,7 +216,7 @@ def test_audit_line_per_request_and_usage_per_key(runtime, store, tmp_path):
             await anon.get("/v1/models")
         return done, chunks
 
-    done, _chunks = asyncio.run(go())
+    done, _chunks = host.run(go())
     lines = audit_lines(tmp_path)
     assert [(a["path"], a["status"], a["key"], a["stream"]) for a in lines] == [
         ("/v1/chat/completions", 200, "audited", False), ("/v1/chat/completions", 200, "audited", True),
@@ -235,33 +235,33 @@ def test_audit_line_per_request_and_usage_per_key(runtime, store, tmp_path):
     assert usage.last_used_at is not None
 
 
-def test_prompts_in_the_audit_only_when_asked(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path, audit_prompts=True)
+def test_prompts_in_the_audit_only_when_asked(host, store, tmp_path):
+    app = gated(host, store, tmp_path, audit_prompts=True)
     _, key = store.create("verbose")
 
     async def go():
         async with http(app, key) as c:
             return await c.post("/v1/chat/completions", json=chat())
 
-    assert asyncio.run(go()).status_code == 200
+    assert host.run(go()).status_code == 200
     assert audit_lines(tmp_path)[0]["prompt"] == MSG
 
 
-def test_docs_and_metrics_behind_config(runtime, store, tmp_path):
+def test_docs_and_metrics_behind_config(host, store, tmp_path):
     _, key = store.create("docs")
 
     async def go(app, with_key=False):
         async with http(app, key if with_key else None) as c:
             return [(await c.get(p)).status_code for p in ("/openapi.json", "/docs", "/metrics")]
 
-    assert asyncio.run(go(gated(runtime, store, tmp_path))) == [401, 401, 401]
-    assert asyncio.run(go(gated(runtime, store, tmp_path), with_key=True)) == [200, 200, 200]
-    assert asyncio.run(go(gated(runtime, store, tmp_path, public_docs=True, public_metrics=True))) == [200, 200, 200]
-    assert asyncio.run(go(gated(runtime, store, tmp_path, docs=False), with_key=True))[:2] == [404, 404]
+    assert host.run(go(gated(host, store, tmp_path))) == [401, 401, 401]
+    assert host.run(go(gated(host, store, tmp_path), with_key=True)) == [200, 200, 200]
+    assert host.run(go(gated(host, store, tmp_path, public_docs=True, public_metrics=True))) == [200, 200, 200]
+    assert host.run(go(gated(host, store, tmp_path, docs=False), with_key=True))[:2] == [404, 404]
 
 
-def test_cors_preflight_without_a_key_for_allowed_origins_only(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path, cors_origins=["https://chat.example"])
+def test_cors_preflight_without_a_key_for_allowed_origins_only(host, store, tmp_path):
+    app = gated(host, store, tmp_path, cors_origins=["https://chat.example"])
     _, key = store.create("browser")
 
     async def go():
@@ -273,22 +273,22 @@ def test_cors_preflight_without_a_key_for_allowed_origins_only(runtime, store, t
             real = await c.post("/v1/chat/completions", json=chat(), headers={"Origin": "https://chat.example"})
         return ok, bad, real
 
-    ok, bad, real = asyncio.run(go())
+    ok, bad, real = host.run(go())
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://chat.example"
     assert bad.status_code == 400 and "access-control-allow-origin" not in bad.headers
     assert real.status_code == 200 and real.headers["access-control-allow-origin"] == "https://chat.example"
     assert "x-ratelimit-remaining-requests" in real.headers["access-control-expose-headers"]
 
 
-def test_without_auth_requests_pass_and_are_audited(runtime, store, tmp_path):
-    app = gated(runtime, store, tmp_path, auth=False, max_messages=2)
+def test_without_auth_requests_pass_and_are_audited(host, store, tmp_path):
+    app = gated(host, store, tmp_path, auth=False, max_messages=2)
 
     async def go():
         async with http(app) as c:
             return await c.post("/v1/chat/completions", json=chat()), \
                 await c.post("/v1/chat/completions", json={**chat(), "messages": MSG * 3})
 
-    ok, many = asyncio.run(go())
+    ok, many = host.run(go())
     assert ok.status_code == 200
     assert_openai_error(many, 400, "too_many_messages")
     assert [a["key"] for a in audit_lines(tmp_path)] == [None, None]

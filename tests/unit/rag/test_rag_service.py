@@ -1,4 +1,4 @@
-"""The RAG API in process: real ArcadeDB, real MiniLM, the tiny chat model behind the chat app, the official
+"""The RAG API in process: real ArcadeDB, real MiniLM, the tiny chat model on vLLM behind the chat app, the official
 ``openai`` SDK on both hops (RAG → chat, client → RAG). tests/integration runs the same under ``bentoml serve``."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import httpx
 import openai
 import pytest
 
-from llmship.engine import load_engine
 from llmship.knowledge.embedding_refresh import (
     VERSION_KEY,
     ChunkingConfig,
@@ -20,8 +19,7 @@ from llmship.knowledge.embedding_refresh import (
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.knowledge.rerank import make_reranker
 from llmship.knowledge.retriever import Retriever
-from llmship.openai.app import create_app
-from llmship.openai.runtime import Runtime, ServedModel
+from llmship.openai.app import attach_engine, create_app
 from llmship.rag.app import create_rag_app
 from llmship.rag.backends import LocalRerank, LocalRetrieval
 from llmship.rag.prompt import NO_SOURCES_ANSWER
@@ -43,11 +41,15 @@ SETTINGS = {"top_k": 2, "max_context_chars": 100, "instruction": "Cite like [1].
 
 
 @pytest.fixture(scope="module")
-def chat_app(tiny_built):
-    engine = load_engine(tiny_built.folder, "pytorch", dtype="float32")
-    runtime = Runtime(ServedModel(engine=engine, model_id="tiny", version="tiny/3", backend=engine.name), max_batch=4)
-    yield create_app(runtime)
-    runtime.close()
+def chat_app(engine_host):
+    app = create_app()
+    attach_engine(app, engine_host.engine)
+    global _HOST
+    _HOST = engine_host
+    return app
+
+
+_HOST = None  # the vLLM engine's loop: every coroutine that reaches the chat app runs there
 
 
 def _upstream(chat_app) -> ChatUpstream:
@@ -90,7 +92,7 @@ def _http(app) -> httpx.AsyncClient:
 
 
 def run(coro):
-    return asyncio.run(coro)
+    return _HOST.run(coro) if _HOST is not None else asyncio.run(coro)
 
 
 def _stored(graph: GraphStore, chunk_id: str) -> dict:
@@ -113,7 +115,7 @@ def test_answer_cites_stored_chunks_and_the_sdk_reads_it(corpus, embedder, chat_
     assert out.object == "chat.completion" and out.model == "rag"
     assert out.choices[0].finish_reason in ("stop", "length") and out.usage.completion_tokens >= 1
     assert out.usage.prompt_tokens > 20  # the sources reached the model
-    assert headers["x-llmship-model-version"] == "tiny/3" and headers["x-llmship-knowledge-version"] == "v1"
+    assert headers["x-llmship-model-version"] == "tiny/7" and headers["x-llmship-knowledge-version"] == "v1"
     citations = out.citations  # an extra field: the SDK keeps it
     assert citations[0]["doc_id"] == "harbour/lighthouse.md" and citations[0]["index"] == 1
     for c in citations:
