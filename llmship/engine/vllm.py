@@ -125,6 +125,27 @@ def explain_start_failure(err: BaseException, settings: EngineSettings) -> Serve
     return ServeError(f"the vLLM engine did not start: {text}")
 
 
+class EngineDeath:
+    """What vLLM's error handlers expect at ``app.state.server`` (its uvicorn server): when the engine has died
+    they set ``should_exit``. vLLM would then stop its server; here ``on_death`` decides (the chat Bento exits the
+    worker so BentoML starts a fresh one), and ``dead`` turns ``/readyz`` red."""
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.on_death: Any = None
+
+    @property
+    def should_exit(self) -> bool:
+        return self.dead
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value and not self.dead:
+            self.dead = True
+            if self.on_death is not None:
+                self.on_death()
+
+
 @dataclass
 class ServedEngine:
     """A running vLLM engine, the OpenAI app vLLM built around it, and what llmship says about it."""
@@ -138,6 +159,7 @@ class ServedEngine:
     context: Any  # the async context manager that owns the engine
     started_s: float = 0.0
     created: int = field(default_factory=lambda: int(time.time()))
+    death: EngineDeath = field(default_factory=EngineDeath)
 
     async def stop(self) -> None:
         await self.context.__aexit__(None, None, None)
@@ -183,8 +205,10 @@ async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str,
     except BaseException:
         await context.__aexit__(None, None, None)
         raise
-    return ServedEngine(model_id=model_id, version=version, folder=folder, settings=settings, client=client,
-                        app=app, context=context, started_s=time.perf_counter() - started)
+    served = ServedEngine(model_id=model_id, version=version, folder=folder, settings=settings, client=client,
+                          app=app, context=context, started_s=time.perf_counter() - started)
+    app.state.server = served.death
+    return served
 
 
 def _check_device(settings: EngineSettings) -> None:

@@ -4,10 +4,11 @@
 off, a public route, or a 401) is what the dashboard's "4xx/5xx by key" panel reads, and what replaces the key
 store's usage columns where the store is a read-only Secret. Probes (``/livez``, ``/readyz``) are not counted.
 
-As in ``llmship.serving.metrics``: one counter per process in prometheus_client's global registry. Inside a Bento,
-BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` only after the service module is imported, so prometheus_client is
-imported on first use and its value class re-checked; BentoML's ``/metrics`` then collects the counter from every
-worker next to its own series.
+One counter per process in prometheus_client's global registry, where vLLM's engine keeps its ``vllm:*`` series
+too. Inside a Bento, BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` only after the service module is imported, so
+prometheus_client is imported on first use and its value class re-checked (as ``llmship.engine.vllm`` does before
+vLLM creates its series); BentoML's ``/metrics`` then collects the counter from every worker next to vLLM's series
+and its own.
 """
 
 from __future__ import annotations

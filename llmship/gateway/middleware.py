@@ -201,6 +201,7 @@ class Gateway:
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
+            await drain_body(receive, int(length))
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
         chunks, seen = [], 0
         while True:
@@ -338,3 +339,17 @@ async def _send_error(send: Any, err: LlmshipError, extra: list[tuple[bytes, byt
         await send({"type": "http.response.body", "body": payload})
     except OSError:
         pass  # the client is gone
+
+
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+async def drain_body(receive: Any, length: int) -> None:
+    """Read and drop a refused body (up to 64 MiB), so the client that is still sending it reads the 413 instead
+    of a connection reset (a server that answers and closes mid-upload resets the connection)."""
+    if length > DRAIN_LIMIT:
+        return
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return

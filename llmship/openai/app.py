@@ -73,6 +73,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             return errors.error_response("the model is still loading", 503, code="not_ready")
         if request.app.state.draining:
             return errors.error_response("the server is shutting down", 503, code="not_ready")
+        if request.app.state.engine.death.dead:
+            return errors.error_response("the engine has died; this worker is being replaced", 503,
+                                         code="engine_dead")
         return JSONResponse({"status": "ready"})
 
     @app.get("/stat")
@@ -107,6 +110,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(embeddings_router())
     _webchat_routes(app)
     app.mount("/", EngineRoutes(app))  # last: every other path is vLLM's
+    own_openapi = app.openapi
+
+    def openapi() -> dict:
+        """llmship's routes and, once the engine runs, vLLM's (``/docs`` shows the whole service)."""
+        schema = own_openapi()
+        engine = app.state.engine
+        if engine is not None and not app.state.openapi_merged:
+            theirs = engine.app.openapi()
+            schema["paths"] = {**theirs.get("paths", {}), **schema.get("paths", {})}
+            components = schema.setdefault("components", {})
+            for kind, items in theirs.get("components", {}).items():
+                components[kind] = {**items, **components.get(kind, {})}
+            app.state.openapi_merged = True
+        return schema
+
+    app.state.openapi_merged = False
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -35,6 +35,9 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            from llmship.gateway.middleware import drain_body
+
+            await drain_body(receive, int(length))
             await self._reject(send)
             return
         seen = 0

@@ -79,6 +79,25 @@ def lone_surrogate(data: Any) -> str | None:
     return None
 
 
+def huge_integer(data: Any) -> str | None:
+    """Where a request holds an integer outside int64 (``top_k``: 2**64), or None. JSON allows any size, but
+    vLLM's own serialisation of sampling parameters fails on one (a 500 the fuzz found), and no parameter needs
+    more than OpenAI's int64 range."""
+    stack: list[tuple[Any, tuple | None]] = [(data, None)]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if not -INT64 <= value < INT64:
+                return _where(at)
+        elif isinstance(value, dict):
+            stack.extend((item, (key, at)) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (i, at)) for i, item in enumerate(value))
+    return None
+
+
 def _where(at: tuple | None) -> str:
     parts = []
     while at is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from llmship.errors import InvalidRequest, LlmshipError
 from llmship.gateway.usage import report_usage
 from llmship.openai import errors
-from llmship.openai.protocol import SESSION_ID_RE, lone_surrogate
+from llmship.openai.protocol import SESSION_ID_RE, huge_integer, lone_surrogate
 from llmship.openai.sessions import SessionStore
 
 Scope = dict[str, Any]
@@ -168,6 +168,10 @@ class ChatTap:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
             body = None  # vLLM answers a broken body with its own 400, normalised below
+        except RecursionError:  # nesting deeper than any request needs; the JSON parsers give up
+            await send_json(send, 400, errors.error_body("the request body nests too deeply", 400,
+                                                         code="invalid_json"))
+            return
         session = None
         client_usage = self.always_include_usage
         turn: list[dict] = []
@@ -177,6 +181,10 @@ class ChatTap:
                 if where is not None:  # no tokenizer, UTF-8 encoder or upstream can take one (the fuzz found it)
                     raise InvalidRequest(f"{where}: the text holds a lone UTF-16 surrogate, which is not valid "
                                          "Unicode; send UTF-8 text", param=where, code="invalid_unicode")
+                where = huge_integer(body)
+                if where is not None:
+                    raise InvalidRequest(f"{where}: integers must be within the int64 range", param=where,
+                                         code="invalid_value")
                 session, turn = self._open_session(scope, body)
             except LlmshipError as err:
                 await send_json(send, err.status, errors.error_body(str(err), err.status, type_=err.type,

