@@ -206,12 +206,12 @@ def _stat(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(f"{data['model']} (version {data['version']}, {data['backend']}) at {url}; sessions {data['sessions']}")
-    print(f"{'worker':>8} {'busy':>5} {'idle':>5} {'queue':>6} {'requests':>9} {'tokens':>9}  last work")
+    print(f"{'worker':>8} {'running':>8} {'waiting':>8} {'requests':>9} {'rejected':>9} {'tokens':>9}  last work")
     for w in data["workers"]:
         last = "never" if not w["last_work_at"] else time.strftime("%Y-%m-%d %H:%M:%S",
                                                                    time.localtime(w["last_work_at"]))
-        print(f"{w['pid']:>8} {w['slots_busy']:>5} {w['slots_idle']:>5} {w['queue_length']:>6} "
-              f"{w['requests_total']:>9} {w['generated_tokens_total']:>9}  {last}")
+        print(f"{w['pid']:>8} {w['running']:>8} {w['waiting']:>8} {w['requests_total']:>9} "
+              f"{w['rejected_total']:>9} {w['generated_tokens_total']:>9}  {last}")
     return 0
 
 

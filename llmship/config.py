@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmship.gateway.settings import GatewaySettings
 from llmship.paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from llmship.engine.settings import EngineSettings
 
 
 def env_overrides(fields: Iterable[str], prefix: str, environ: Mapping[str, str] | None = None, *,
@@ -54,10 +57,11 @@ class EvalConfig(_Strict):
 
 
 class BenchConfig(_Strict):
+    """The benchmark runs on the vLLM engine configured by ``serve`` (threads, dtype, KV cache: what serves)."""
+
     batches: list[int] = Field(default_factory=lambda: [1, 4])
-    max_tokens: int = 32
-    threads: int = 0
-    torch_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    max_tokens: int = Field(32, ge=2)
+    repeats: int = Field(3, ge=1)  # interleaved rounds per batch size; the median is kept
 
 
 class RegistryConfig(_Strict):
@@ -66,29 +70,51 @@ class RegistryConfig(_Strict):
 
 
 class ServeConfig(_Strict):
+    """The chat service: where it listens, the vLLM engine inside it, llmship's HTTP behaviour and the gateway."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
-    backend: Literal["auto", "onnx", "pytorch"] = "auto"
-    threads: int = 0
-    max_model_len: int = 2048
-    max_batch: int = Field(16, ge=1)  # sequences decoded together (continuous batching)
-    max_waiting: int = Field(64, ge=0)  # queued beyond that: 503 with Retry-After
+    # the vLLM engine (llmship.engine.EngineSettings)
+    max_model_len: int = Field(2048, ge=16)
+    max_batch: int = Field(16, ge=1)  # sequences decoded together: vLLM's max_num_seqs
+    max_waiting: int = Field(64, ge=0)  # generation requests queued beyond the batch: then 503 with Retry-After
+    kv_cache_gb: float = Field(1.0, gt=0)  # KV-cache memory (vLLM's kv_cache_memory_bytes)
+    prefix_caching: bool = True  # sessions and shared system prompts reuse the KV of what was seen
+    structured_outputs_backend: Literal["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"] = "auto"
+    structured_outputs_compact: bool = False  # JSON under a schema without optional whitespace
+    tool_call_parser: str = "pythonic"  # vLLM's tool-call parser; "none" turns tools off
+    enforce_eager: bool = False  # true: no torch.compile (starts faster, decodes slower)
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: the built folder's (build.dtype)
+    threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = vLLM's default
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda needs vLLM's CUDA build (requirements-gpu.lock)
+    # llmship's HTTP surface
     always_include_usage: bool = False  # usage in every stream, asked for or not
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    wait_s: float = 300.0
+    wait_s: float = 600.0  # how long deploy waits for the service (a cold vLLM start compiles for ~100 s)
     rag: bool = True  # also start the RAG service, answering with this chat server
     rag_port: int = Field(3001, ge=1, le=65535)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # keys, limits, audit, CORS: both services
     bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")
 
     def env(self) -> dict[str, str]:
-        """What the serving process reads (``llmship.serving.load.ServeSettings``, ``llmship.openai.app.ApiSettings``)."""
-        return {"LLMSHIP_SERVE_BACKEND": self.backend, "LLMSHIP_THREADS": str(self.threads),
-                "LLMSHIP_MAX_MODEL_LEN": str(self.max_model_len), "LLMSHIP_MAX_BATCH": str(self.max_batch),
-                "LLMSHIP_MAX_WAITING": str(self.max_waiting),
+        """What the serving process reads (``llmship.engine.EngineSettings``, ``llmship.openai.app.ApiSettings``)."""
+        return {"LLMSHIP_MAX_MODEL_LEN": str(self.max_model_len), "LLMSHIP_MAX_BATCH": str(self.max_batch),
+                "LLMSHIP_MAX_WAITING": str(self.max_waiting), "LLMSHIP_KV_CACHE_GB": str(self.kv_cache_gb),
+                "LLMSHIP_ENABLE_PREFIX_CACHING": str(self.prefix_caching).lower(),
+                "LLMSHIP_STRUCTURED_OUTPUTS_BACKEND": self.structured_outputs_backend,
+                "LLMSHIP_STRUCTURED_OUTPUTS_COMPACT": str(self.structured_outputs_compact).lower(),
+                "LLMSHIP_TOOL_CALL_PARSER": self.tool_call_parser,
+                "LLMSHIP_ENFORCE_EAGER": str(self.enforce_eager).lower(), "LLMSHIP_DTYPE": self.dtype,
+                "LLMSHIP_THREADS": str(self.threads), "LLMSHIP_DEVICE": self.device,
                 "LLMSHIP_ALWAYS_INCLUDE_USAGE": str(self.always_include_usage).lower(),
                 "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes), **self.gateway.env()}
+
+    def engine_settings(self, model_uri: str) -> EngineSettings:
+        """The engine this config describes (what ``env()`` tells the served process), for the engine check."""
+        from llmship.engine.settings import EngineSettings
+
+        return EngineSettings.from_env({**self.env(), "LLMSHIP_MODEL_URI": model_uri})
 
     @property
     def url(self) -> str:

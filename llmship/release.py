@@ -10,56 +10,42 @@ from llmship.models.build import BuiltModel
 from llmship.models.card import model_card
 from llmship.registry import ModelRegistry, ModelVersionRef, Promotion
 from llmship.validate.benchmark import BenchmarkReport
+from llmship.validate.engine_check import EngineParityReport
 from llmship.validate.gates import GateThresholds, evaluate_gates
 from llmship.validate.parity import ParityReport
 from llmship.validate.quality import PerplexityReport, SmokeReport
 
 PARITY_GATES = {"parity_max_abs_logit_diff", "parity_top1_agreement", "parity_greedy_agreement"}
-
-
-def served_backend(parity: ParityReport | None, bench: BenchmarkReport | None = None) -> str:
-    """The validated backend with the best decode throughput at the largest benchmarked CPU batch.
-
-    Both candidates are validated: the PyTorch model *is* the built artifact
-    (perplexity and smoke prompts run on it), and ONNX Runtime qualifies only
-    with an export whose parity was checked (the parity gates then decide).
-    Which one serves is an engineering choice the benchmark makes, not a
-    constant: on CPUs with AMX/AVX-512 bf16, PyTorch bf16 is ~1.7x ONNX
-    Runtime fp32 at batch 16; on older CPUs ONNX Runtime wins. A tie goes to
-    ONNX Runtime (lower single-stream latency, no Python in the hot loop).
-    """
-    if parity is None:
-        return "pytorch"
-    if bench is None:
-        return "onnxruntime"
-    cpu = [r for r in bench.rows if r.device == "cpu"]
-    if not cpu:
-        return "onnxruntime"
-    largest = max(r.batch for r in cpu)
-    speed = {r.backend: r.decode_tok_s for r in cpu if r.batch == largest}
-    return "pytorch" if speed.get("pytorch", 0.0) > speed.get("onnxruntime", 0.0) else "onnxruntime"
+ENGINE_PARITY_GATES = {"engine_parity_top1_agreement", "engine_parity_greedy_agreement"}
 
 
 def collect_metrics(parity: ParityReport | None, ppl: PerplexityReport, smoke: SmokeReport,
-                    bench: BenchmarkReport) -> dict[str, float]:
+                    bench: BenchmarkReport, engine_parity: EngineParityReport | None = None) -> dict[str, float]:
     metrics: dict[str, float] = {"perplexity": ppl.perplexity, "smoke_pass_rate": smoke.pass_rate,
                                  "perplexity_tokens": float(ppl.tokens)}
     if parity is not None:
         metrics.update(parity.metrics())
-    metrics.update(bench.metrics(served=served_backend(parity, bench)))
+    if engine_parity is not None:
+        metrics.update(engine_parity.metrics())
+    metrics.update(bench.metrics(served="vllm"))
     return metrics
 
 
 def register_release(registry: ModelRegistry, name: str, built: BuiltModel, *, parity: ParityReport | None,
                      ppl: PerplexityReport, smoke: SmokeReport, bench: BenchmarkReport, chart: str | None,
-                     lineage: dict[str, str], params: dict, run_id: str | None = None) -> ModelVersionRef:
-    """Log every report, the model card and the model folder, then create the version."""
-    metrics = collect_metrics(parity, ppl, smoke, bench)
-    backend = "onnx" if served_backend(parity, bench) == "onnxruntime" else "pytorch"
+                     lineage: dict[str, str], params: dict, run_id: str | None = None,
+                     engine_parity: EngineParityReport | None = None) -> ModelVersionRef:
+    """Log every report, the model card and the model folder, then create the version.
+
+    vLLM serves every version (``serve_backend=vllm``); the ONNX export is registered beside it as a validated
+    portable artifact (ONNX Runtime, Triton), not as a serving path."""
+    metrics = collect_metrics(parity, ppl, smoke, bench, engine_parity)
+    backend = "vllm"
     with tempfile.TemporaryDirectory(prefix="llmship-reports-") as tmp:
         reports = Path(tmp)
         files: list[tuple[str, Path]] = []
-        for label, report in (("parity", parity), ("perplexity", ppl), ("smoke", smoke), ("benchmark", bench)):
+        for label, report in (("parity", parity), ("engine_parity", engine_parity), ("perplexity", ppl),
+                              ("smoke", smoke), ("benchmark", bench)):
             if report is not None:
                 path = reports / f"{label}.json"
                 path.write_text(report.model_dump_json(indent=2))
@@ -88,8 +74,10 @@ def promote_release(registry: ModelRegistry, ref: ModelVersionRef, thresholds: G
     metrics = registry.metrics(ref)
     champion = registry.by_alias(ref.name, "champion")
     champion_metrics = registry.metrics(champion) if champion and champion.version != ref.version else None
-    report = evaluate_gates(metrics, thresholds, champion_metrics,
-                            skip=set() if with_parity else PARITY_GATES)
+    skip = set() if with_parity else set(PARITY_GATES)
+    if not any(k.startswith("engine_parity_") for k in metrics):
+        skip |= ENGINE_PARITY_GATES  # a version registered before the engine check existed (or without it)
+    report = evaluate_gates(metrics, thresholds, champion_metrics, skip=skip)
     promotion = registry.promote(ref.name, ref.version, report)
     if promotion.status != "champion":
         raise GateFailed(f"{ref.name} version {ref.version} is not released: {report.reason()}")

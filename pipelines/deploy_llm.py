@@ -1,4 +1,4 @@
-"""deploy_llm: build → export_onnx → check_parity → evaluate → benchmark → register → promote → build_bento → deploy.
+"""deploy_llm: build → export_onnx → check_parity → evaluate → check_engine → register → promote → build_bento → deploy.
 
 Run: ``zenml pipeline run pipelines.deploy_llm.deploy_llm -c configs/deploy_llm.yaml``.
 Every parameter is a pydantic section from ``llmship.config`` (YAML keys = field names).
@@ -25,7 +25,7 @@ from steps.release.build_bento import build_bento
 from steps.release.deploy import deploy
 from steps.release.promote import promote
 from steps.release.register import register as register_step
-from steps.validate.benchmark import benchmark as benchmark_step
+from steps.validate.check_engine import check_engine
 from steps.validate.check_parity import check_parity
 from steps.validate.evaluate import evaluate as evaluate_step
 from steps.validate.export_onnx import export_onnx
@@ -49,10 +49,13 @@ def deploy_llm(
     if export.enabled:
         onnx = export_onnx(built, config=export)
         parity_report = check_parity(built, onnx, config=parity)
-    perplexity, smoke = evaluate_step(built, config=evaluate, onnx=onnx)
-    bench, chart = benchmark_step(built, config=benchmark, onnx=onnx)
+    perplexity = evaluate_step(built, config=evaluate)
+    # one vLLM engine, configured as it will serve: engine parity, smoke prompts, benchmark
+    engine_parity, smoke, bench, chart = check_engine(built, parity=parity, evaluate=evaluate, benchmark=benchmark,
+                                                      serve=serve)
     version = register_step(built, perplexity, smoke, bench, chart, config=registry,
-                            config_hash=config_hash({k: v.model_dump() for k, v in sections.items()}), parity=parity_report)
+                            config_hash=config_hash({k: v.model_dump() for k, v in sections.items()}),
+                            parity=parity_report, engine_parity=engine_parity)
     promotion = promote(version, gates=gates, with_parity=export.enabled)
     if serve.enabled:
         tag = build_bento(promotion, config=serve)

@@ -89,6 +89,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                   "running": min(load.generating, slots), "waiting": max(0, load.generating - slots),
                   "in_flight": load.inflight, "requests_total": load.requests_total,
                   "rejected_total": load.rejected_total, "errors_total": load.errors_total,
+                  "generated_tokens_total": load.generated_tokens_total, "last_work_at": load.last_work_at,
                   "engine_start_s": round(engine.started_s, 1), "uptime_s": round(time.time() - engine.created, 1)}
         return {"model": engine.model_id, "version": engine.version, "backend": "vllm",
                 "sessions": len(request.app.state.sessions), "workers": [worker]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,8 @@ class Load:
     requests_total: int = 0
     rejected_total: int = 0
     errors_total: int = 0
+    generated_tokens_total: int = 0
+    last_work_at: float | None = None
     last_status: int | None = None
     ok_by_path: dict[str, int] = field(default_factory=dict)
 
@@ -166,8 +169,10 @@ class ChatTap:
         raw = await _read_body(receive)
         try:
             body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
-            body = None  # vLLM answers a broken body with its own 400, normalised below
+        except (ValueError, UnicodeDecodeError) as err:
+            await send_json(send, 400, errors.error_body(f"request body is not valid JSON: {err}", 400,
+                                                         code="invalid_json"))
+            return
         except RecursionError:  # nesting deeper than any request needs; the JSON parsers give up
             await send_json(send, 400, errors.error_body("the request body nests too deeply", 400,
                                                          code="invalid_json"))
@@ -210,7 +215,10 @@ class ChatTap:
             await NormalizeErrors(self.app)(scope, replay, reply.sender(send))
         finally:
             if reply.usage is not None:
-                report_usage(reply.usage.get("prompt_tokens", 0), reply.usage.get("completion_tokens", 0))
+                completion = int(reply.usage.get("completion_tokens") or 0)
+                report_usage(reply.usage.get("prompt_tokens", 0), completion)
+                self.load.generated_tokens_total += completion
+            self.load.last_work_at = time.time()
             if session is not None:
                 done = reply.status == 200 and reply.complete and not reply.failed
                 self.sessions.end(session, turn + [{"role": "assistant", "content": reply.text}] if done else None)

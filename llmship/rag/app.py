@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmship.errors import EngineUnavailable
 from llmship.openai import errors
-from llmship.openai.app import ResponseHeaders, _sse_response
+from llmship.openai.headers import ResponseHeaders
+from llmship.openai.sse import sse_response
 from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import ModelCard, ModelList
 from llmship.rag.protocol import RagChatRequest, RetrieveRequest, RetrieveResponse
@@ -66,7 +67,7 @@ def create_rag_app(service: RagService | None = None, *, max_body_bytes: int = 4
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             headers, events = await rag.open_stream(prep, include_usage)
-            return _sse_response(events, headers)
+            return sse_response(events, headers)
         answer = await rag.answer(prep)
         return JSONResponse(answer.body, headers=answer.headers)
 

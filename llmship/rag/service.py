@@ -194,8 +194,8 @@ class RagService:
     async def _stream(self, prep: Prepared, include_usage: bool, key: str | None, hit: dict[str, Any] | None,
                       upstream: AsyncIterator[dict[str, Any]] | None = None) -> AsyncIterator[str]:
         """SSE lines: role, content deltas, finish, usage (when asked), citations, ``[DONE]``. Errors after the
-        first byte travel in-band as an OpenAI error object (``llmship.openai.app._sse_error``)."""
-        from llmship.openai.app import _sse_error
+        first byte travel in-band as an OpenAI error object (``llmship.openai.sse.sse_error``)."""
+        from llmship.openai.sse import sse_error
 
         include_usage = include_usage or self.settings.always_include_usage
         created, cid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
@@ -251,7 +251,7 @@ class RagService:
                                          "version": info.version})
             yield event([], citations=[c.model_dump() for c in cite(text, prep.sources)])
         except Exception as err:  # noqa: BLE001 - headers are sent: report in-band
-            yield _sse_error(err)
+            yield sse_error(err)
             return
         yield "data: [DONE]\n\n"
 

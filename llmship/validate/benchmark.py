@@ -1,25 +1,15 @@
-"""Decode throughput, time to first token and peak memory, per backend.
+"""The benchmark's report: decode and output tok/s, TTFT, inter-token latency and peak RSS per batch size.
 
-Each backend runs in its own subprocess (``python -m llmship.validate.benchmark``)
-so that peak RSS is that backend's alone and one runtime's thread pool cannot
-slow the other down. CUDA is measured when present (PyTorch CUDA build or
-``onnxruntime-gpu``); otherwise the report says ``gpu: unavailable``.
+It is measured on the engine that serves (vLLM, ``llmship.validate.engine_check``), several interleaved
+repetitions per batch size with the median kept; the GPU is named when one is present, else ``gpu: unavailable``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import resource
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from pydantic import BaseModel
-
-from llmship.errors import LlmshipError
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -32,6 +22,8 @@ class BenchRow(BaseModel):
     output_tok_s: float
     ttft_s: float
     peak_rss_mb: float
+    itl_s: float | None = None  # median inter-token latency
+    repeats: int = 1
 
 
 class BenchmarkReport(BaseModel):
@@ -40,7 +32,7 @@ class BenchmarkReport(BaseModel):
     max_tokens: int
     threads: int
 
-    def metrics(self, served: str) -> dict[str, float]:
+    def metrics(self, served: str = "vllm") -> dict[str, float]:
         """Flat metrics for the registry; ``served`` names the backend the gates judge."""
         out: dict[str, float] = {}
         for r in self.rows:
@@ -48,6 +40,8 @@ class BenchmarkReport(BaseModel):
             out[f"bench_{key}_decode_tok_s"] = r.decode_tok_s
             out[f"bench_{key}_ttft_s"] = r.ttft_s
             out[f"bench_{key}_peak_rss_mb"] = r.peak_rss_mb
+            if r.itl_s is not None:
+                out[f"bench_{key}_itl_s"] = r.itl_s
         single = [r for r in self.rows if r.backend == served and r.batch == 1 and r.device == "cpu"]
         if single:
             out["decode_tok_s"] = single[0].decode_tok_s
@@ -55,9 +49,11 @@ class BenchmarkReport(BaseModel):
         return out
 
     def table(self) -> str:
-        head = f"{'backend':<12}{'device':<7}{'batch':>6}{'decode tok/s':>14}{'output tok/s':>14}{'TTFT s':>9}{'peak RSS MB':>13}"
+        head = (f"{'backend':<12}{'device':<7}{'batch':>6}{'decode tok/s':>14}{'output tok/s':>14}{'TTFT s':>9}"
+                f"{'ITL ms':>8}{'peak RSS MB':>13}{'reps':>6}")
         lines = [head] + [
-            f"{r.backend:<12}{r.device:<7}{r.batch:>6}{r.decode_tok_s:>14.1f}{r.output_tok_s:>14.1f}{r.ttft_s:>9.3f}{r.peak_rss_mb:>13.0f}"
+            f"{r.backend:<12}{r.device:<7}{r.batch:>6}{r.decode_tok_s:>14.1f}{r.output_tok_s:>14.1f}{r.ttft_s:>9.3f}"
+            f"{(r.itl_s or 0) * 1000:>8.1f}{r.peak_rss_mb:>13.0f}{r.repeats:>6}"
             for r in self.rows
         ]
         return "\n".join(lines)
@@ -77,66 +73,6 @@ def gpu_status() -> str:
         if "CUDAExecutionProvider" in ort.get_available_providers():
             return "cuda (onnxruntime-gpu)"
     return "unavailable"
-
-
-def run_benchmark(hf_dir: str | Path, onnx_dir: str | Path | None, batches: list[int], max_tokens: int = 32,
-                  threads: int = 0, torch_dtype: str = "bfloat16", timeout_s: int = 900) -> BenchmarkReport:
-    gpu = gpu_status()
-    plans = [("pytorch", "cpu")] + ([("onnx", "cpu")] if onnx_dir else [])
-    if gpu != "unavailable":
-        plans += [("pytorch", "cuda")] + ([("onnx", "cuda")] if onnx_dir else [])
-    rows: list[BenchRow] = []
-    for backend, device in plans:
-        cmd = [sys.executable, "-m", "llmship.validate.benchmark", "--hf", str(hf_dir), "--backend", backend,
-               "--device", device, "--batches", ",".join(map(str, batches)), "--max-tokens", str(max_tokens),
-               "--threads", str(threads), "--dtype", torch_dtype]
-        if onnx_dir:
-            cmd += ["--onnx", str(onnx_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        if proc.returncode != 0:
-            if device == "cuda":  # a GPU that is present but unusable is reported, not fatal
-                gpu = f"unusable: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-                continue
-            raise LlmshipError(f"benchmark of {backend} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-        rows += [BenchRow.model_validate(r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
-    return BenchmarkReport(rows=rows, gpu=gpu, max_tokens=max_tokens, threads=threads)
-
-
-def _measure(args: argparse.Namespace) -> list[dict]:
-    from llmship.engine.base import SamplingParams
-    from llmship.engine.loader import load_engine
-
-    engine = load_engine(args.hf, args.backend, onnx_dir=args.onnx, threads=args.threads, dtype=args.dtype,
-                         device=args.device)
-    prompt = engine.apply_chat_template([{"role": "user", "content": PROMPT}])
-    engine.generate([prompt], SamplingParams(max_tokens=4, ignore_eos=True))  # warm-up
-    rows = []
-    for batch in args.batches:
-        params = SamplingParams(max_tokens=args.max_tokens, ignore_eos=True)
-        started = time.perf_counter()
-        outs = engine.generate([prompt] * batch, params)
-        elapsed = time.perf_counter() - started
-        ttft = outs[0].ttft_s
-        generated = sum(o.completion_tokens for o in outs)
-        rows.append({
-            "backend": "onnxruntime" if args.backend == "onnx" else "pytorch",
-            "device": args.device,
-            "batch": batch,
-            "decode_tok_s": round((generated - batch) / max(elapsed - ttft, 1e-9), 2),
-            "output_tok_s": round(generated / elapsed, 2),
-            "ttft_s": round(ttft, 4),
-            "peak_rss_mb": round(_peak_rss_mb(), 1),
-        })
-    return rows
-
-
-def _peak_rss_mb() -> float:
-    """This process's own high-water mark. ``ru_maxrss`` is not used: on Linux it
-    survives ``execve`` and so reports the parent's peak in a fresh subprocess."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def chart(report: BenchmarkReport, path: str | Path, title: str = "llmship benchmark") -> Path:
@@ -164,17 +100,3 @@ def chart(report: BenchmarkReport, path: str | Path, title: str = "llmship bench
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="measure one backend (used by run_benchmark)")
-    parser.add_argument("--hf", required=True)
-    parser.add_argument("--onnx")
-    parser.add_argument("--backend", choices=["pytorch", "onnx"], required=True)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--dtype", default="bfloat16")
-    print(json.dumps(_measure(parser.parse_args())))
-    sys.stdout.flush()

@@ -18,6 +18,8 @@ class GateThresholds(BaseModel):
     parity_max_abs_logit_diff: float = Field(1e-2, description="ONNX vs PyTorch fp32, teacher-forced")
     parity_top1_agreement: float = 0.99
     parity_greedy_agreement: float = 0.9
+    engine_parity_top1_agreement: float = Field(0.95, description="vLLM (as served) vs the fp32 reference")
+    engine_parity_greedy_agreement: float = 0.6
     max_perplexity: float = 60.0
     smoke_pass_rate: float = 1.0
     min_decode_tok_s: float = 2.0
@@ -57,6 +59,8 @@ _CHECKS: list[tuple[str, str, Op]] = [
     ("parity_max_abs_logit_diff", "parity_max_abs_logit_diff", "<="),
     ("parity_top1_agreement", "parity_top1_agreement", ">="),
     ("parity_greedy_agreement", "parity_greedy_agreement", ">="),
+    ("engine_parity_top1_agreement", "engine_parity_top1_agreement", ">="),
+    ("engine_parity_greedy_agreement", "engine_parity_greedy_agreement", ">="),
     ("perplexity", "max_perplexity", "<="),
     ("smoke_pass_rate", "smoke_pass_rate", ">="),
     ("decode_tok_s", "min_decode_tok_s", ">="),

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel
 
 from llmship import paths
-from llmship.engine.onnx_backend import MANIFEST
+from llmship.validate.reference.onnx_backend import MANIFEST
 from llmship.errors import ExportError
 
 log = logging.getLogger(__name__)

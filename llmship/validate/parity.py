@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from pydantic import BaseModel
 
-from llmship.engine.base import Engine, SamplingParams
+from llmship.validate.reference.base import Engine, SamplingParams
 
 
 class ParityReport(BaseModel):
@@ -96,7 +96,7 @@ def _lockstep(reference: Engine, candidate: Engine, ids: list[int], steps: int):
 
 def run_parity(hf_dir: str, onnx_dir: str, prompts_file: str, greedy_tokens: int = 32, threads: int = 0) -> ParityReport:
     """Load PyTorch fp32 (the numerical reference) and the ONNX export, then compare them."""
-    from llmship.engine.loader import load_engine
+    from llmship.validate.reference.loader import load_engine
     from llmship.validate.quality import load_prompts
 
     reference = load_engine(hf_dir, "pytorch", dtype="float32", threads=threads)

@@ -1,4 +1,4 @@
-"""Quality gates' measurements: perplexity on shipped held-out text, chat smoke prompts."""
+"""Quality gates' measurements: perplexity on shipped held-out text; the smoke prompts' report (run on vLLM)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 import yaml
 from pydantic import BaseModel
 
-from llmship.engine.base import Engine, SamplingParams
 
 
 class PerplexityReport(BaseModel):
@@ -69,32 +68,8 @@ def load_prompts(path: str | Path) -> list[Any]:
     return yaml.safe_load(Path(path).read_text())["prompts"]
 
 
-def smoke(engine: Engine, prompts: list[dict[str, Any]], max_tokens: int = 24) -> SmokeReport:
-    """Each chat prompt, through the chat template, must yield non-empty text."""
-    encoded = [engine.apply_chat_template(p["messages"]) for p in prompts]
-    outs = engine.generate(encoded, SamplingParams(max_tokens=max_tokens, temperature=0.0))
-    results = [
-        SmokeResult(id=p["id"], text=o.text, completion_tokens=o.completion_tokens, finish_reason=o.finish_reason,
-                    ok=bool(o.text.strip()))
-        for p, o in zip(prompts, outs)
-    ]
-    return SmokeReport(results=results, pass_rate=sum(r.ok for r in results) / max(len(results), 1))
-
-
-def run_evaluation(hf_dir: str | Path, onnx_dir: str | Path | None, heldout_file: str | Path, smoke_file: str | Path,
-                   window: int = 512, stride: int = 256, max_eval_tokens: int | None = None,
-                   smoke_max_tokens: int = 24) -> tuple[PerplexityReport, SmokeReport]:
-    """Perplexity with PyTorch (needs every position's logits); smoke prompts on every engine that may serve.
-
-    Which backend serves is decided later from the benchmark, so both must
-    pass: the report keeps the worse pass rate (and the failing backend's answers).
-    """
-    from llmship.engine.loader import load_engine
-
-    ppl = perplexity(hf_dir, Path(heldout_file).read_text(), window=window, stride=stride, max_tokens=max_eval_tokens)
-    prompts = load_prompts(smoke_file)
-    report = smoke(load_engine(hf_dir, "pytorch", dtype="bfloat16"), prompts, max_tokens=smoke_max_tokens)
-    if onnx_dir:
-        onnx_report = smoke(load_engine(hf_dir, "onnx", onnx_dir=onnx_dir), prompts, max_tokens=smoke_max_tokens)
-        report = min(report, onnx_report, key=lambda r: r.pass_rate)
-    return ppl, report
+def run_evaluation(hf_dir: str | Path, heldout_file: str | Path, window: int = 512, stride: int = 256,
+                   max_eval_tokens: int | None = None) -> PerplexityReport:
+    """Perplexity with the transformers model (it needs every position's logits, which a serving engine does not
+    return); the smoke prompts run on the serving engine (``llmship.validate.engine_check``)."""
+    return perplexity(hf_dir, Path(heldout_file).read_text(), window=window, stride=stride, max_tokens=max_eval_tokens)

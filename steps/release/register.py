@@ -11,6 +11,7 @@ from llmship.models import BuiltModel
 from llmship.registry import ModelRegistry, ModelVersionRef
 from llmship.release import register_release
 from llmship.validate.benchmark import BenchmarkReport
+from llmship.validate.engine_check import EngineParityReport
 from llmship.validate.parity import ParityReport
 from llmship.validate.quality import PerplexityReport, SmokeReport
 from steps._stack import tracker_name, tracking_uri
@@ -19,7 +20,8 @@ from steps._stack import tracker_name, tracking_uri
 @step(experiment_tracker=tracker_name())
 def register(built: BuiltModel, perplexity: PerplexityReport, smoke: SmokeReport, bench: BenchmarkReport,
              chart: str, config: RegistryConfig, config_hash: str,
-             parity: ParityReport | None = None) -> Annotated[ModelVersionRef, "model_version"]:
+             parity: ParityReport | None = None,
+             engine_parity: EngineParityReport | None = None) -> Annotated[ModelVersionRef, "model_version"]:
     run = mlflow.active_run()  # opened by the stack's MLflow experiment tracker, if the stack has one
     context = get_step_context()
     lineage = {"git_commit": git_commit(), "config_hash": config_hash,
@@ -27,4 +29,4 @@ def register(built: BuiltModel, perplexity: PerplexityReport, smoke: SmokeReport
     registry = ModelRegistry(tracking_uri())
     return register_release(registry, config.name, built, parity=parity, ppl=perplexity, smoke=smoke, bench=bench,
                             chart=chart, lineage=lineage, params={"experiment": config.experiment},
-                            run_id=run.info.run_id if run else None)
+                            run_id=run.info.run_id if run else None, engine_parity=engine_parity)

@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def torch_engine(tiny_built):
-    from llmship.engine import load_engine
+    from llmship.validate.reference import load_engine
 
     return load_engine(tiny_built.folder, "pytorch", dtype="float32")

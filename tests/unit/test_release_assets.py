@@ -51,7 +51,7 @@ def _reports(tok_s: float) -> tuple[PerplexityReport, SmokeReport, BenchmarkRepo
     ppl = PerplexityReport(tokens=900, perplexity=21.5, window=512, stride=256, seconds=3.0)
     smoke = SmokeReport(results=[SmokeResult(id="hello", text="Hi!", completion_tokens=3, finish_reason="stop",
                                              ok=True)], pass_rate=1.0)
-    rows = [BenchRow(backend="pytorch", device="cpu", batch=b, decode_tok_s=tok_s * b, output_tok_s=tok_s * b,
+    rows = [BenchRow(backend="vllm", device="cpu", batch=b, decode_tok_s=tok_s * b, output_tok_s=tok_s * b,
                      ttft_s=0.2, peak_rss_mb=800.0) for b in (1, 4)]
     return ppl, smoke, BenchmarkReport(rows=rows, gpu="unavailable", max_tokens=16, threads=0)
 
@@ -104,7 +104,7 @@ def test_champion_card_chart_and_release_json(registry, home, tmp_path, capsys):
     assert release["bento"] == "llmship-chat:abc123"
     assert release["image"] == "ghcr.io/acme/llmship-chat:v1.0.0"
     assert release["lineage"] == {**LINEAGE, "model_source": "path:/models/v1",
-                                  "model_identity": "v1-identity-0123456789", "serve_backend": "pytorch",
+                                  "model_identity": "v1-identity-0123456789", "serve_backend": "vllm",
                                   "validation_status": "passed"}
 
 

@@ -91,7 +91,7 @@ def test_status_lists_aliases_with_their_gate_verdicts(released, home):
     proc = run_cli(home, "status", "--name", "x")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1].split()[:3] == ["v2", "champion", "passed"] and "gates 7/7 passed" in lines[1]
+    assert lines[1].split()[:3] == ["v2", "champion", "passed"] and "gates 9/9 passed" in lines[1]
     assert "failed: smoke_pass_rate" in lines[3]
     assert "services: none running here" in proc.stdout
     assert json.loads(run_cli(home, "status", "--name", "x", "--json").stdout)["versions"][0]["version"] == "2"

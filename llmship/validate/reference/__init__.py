@@ -1,6 +1,9 @@
-"""Engines: one generation loop, two KV-cache backends (PyTorch, ONNX Runtime)."""
+"""The validation reference: a greedy/sampling decode loop over two KV-cache backends (PyTorch, ONNX Runtime).
 
-from llmship.engine.base import Completion, Engine, SamplingParams, StepOutput
-from llmship.engine.loader import load_engine
+It serves nothing (vLLM serves, ``llmship.engine``): the ONNX parity gate compares its two backends, the
+evaluation scores perplexity with it, and ``engine_parity`` checks vLLM against its PyTorch greedy output."""
+
+from llmship.validate.reference.base import Completion, Engine, SamplingParams, StepOutput
+from llmship.validate.reference.loader import load_engine
 
 __all__ = ["Completion", "Engine", "SamplingParams", "StepOutput", "load_engine"]

@@ -3,7 +3,7 @@
 A backend only knows how to run one forward step with an explicit KV cache:
 ``forward(input_ids, attention_mask, position_ids, past) -> (last_logits, past)``
 plus a few row operations on that cache (select, left-pad, concatenate), which
-is all continuous batching needs (``llmship.engine.scheduler``). Everything
+is all batched decoding needs. Everything
 else — left padding, position ids, sampling, penalties, logprobs, stop tokens
 and stop strings, usage accounting, time to first token — lives here once, so
 PyTorch and ONNX Runtime produce comparable numbers and identical greedy text,

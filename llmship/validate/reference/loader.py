@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from llmship.engine.base import Engine, KVBackend
+from llmship.validate.reference.base import Engine, KVBackend
 from llmship.errors import EngineUnavailable
 
 Backend = Literal["pytorch", "onnx"]
@@ -28,7 +28,7 @@ def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: s
         torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     if backend == "onnx":
-        from llmship.engine.onnx_backend import OnnxBackend
+        from llmship.validate.reference.onnx_backend import OnnxBackend
 
         if onnx_dir is None:
             raise ValueError("the onnx backend needs onnx_dir")
@@ -38,7 +38,7 @@ def load_engine(hf_dir: str | Path, backend: Backend = "pytorch", *, onnx_dir: s
             raise EngineUnavailable("ONNX Runtime has no CUDAExecutionProvider here (install onnxruntime-gpu)")
         kv: KVBackend = onnx
     else:
-        from llmship.engine.torch_backend import TorchBackend
+        from llmship.validate.reference.torch_backend import TorchBackend
 
         kv = TorchBackend.from_folder(hf_dir, dtype=dtype, device=device)
     return Engine(kv, tokenizer, eos_token_ids=eos_ids(hf_dir, tokenizer), context_length=context_length(hf_dir, max_model_len),

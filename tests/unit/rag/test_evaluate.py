@@ -3,7 +3,6 @@ the MLflow run it logs."""
 
 from __future__ import annotations
 
-import asyncio
 
 import mlflow
 
@@ -11,6 +10,7 @@ from llmship.knowledge.retriever import Retriever
 from llmship.rag.app import create_rag_app
 from llmship.rag.evaluate import EXPERIMENT, aevaluate_rag, log_to_mlflow
 from tests.unit.rag.test_rag_service import _rag, _sdk, chat_app, corpus  # noqa: F401 - fixtures
+from tests.unit.rag.test_rag_service import run as on_engine_loop
 
 QUESTIONS = [
     {"id": "a", "question": "How far can the Brackenholm Light be seen?", "gold": "nineteen miles",
@@ -25,7 +25,7 @@ QUESTIONS = [
 def test_eval_reports_every_mode_and_the_citation_rate(corpus, embedder, chat_app, tmp_path):  # noqa: F811
     app = create_rag_app(_rag(corpus, embedder, chat_app))
     retriever = Retriever(corpus, embedder)
-    report = asyncio.run(aevaluate_rag(retriever, QUESTIONS, k=2, modes=("dense", "keyword", "hybrid"),
+    report = on_engine_loop(aevaluate_rag(retriever, QUESTIONS, k=2, modes=("dense", "keyword", "hybrid"),
                                        client=_sdk(app), max_tokens=6))
     assert set(report.retrieval.modes) == {"dense", "keyword", "hybrid"}
     assert report.retrieval.modes["hybrid"].recall == 1.0  # three easy questions, each in its own document

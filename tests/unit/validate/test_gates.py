@@ -11,6 +11,8 @@ GOOD = {
     "parity_max_abs_logit_diff": 1e-4,
     "parity_top1_agreement": 1.0,
     "parity_greedy_agreement": 1.0,
+    "engine_parity_top1_agreement": 1.0,
+    "engine_parity_greedy_agreement": 1.0,
     "perplexity": 20.0,
     "smoke_pass_rate": 1.0,
     "decode_tok_s": 30.0,
@@ -30,7 +32,9 @@ def test_all_pass():
 def test_values_on_the_threshold_pass():
     t = GateThresholds()
     edge = {**GOOD, "perplexity": t.max_perplexity, "smoke_pass_rate": t.smoke_pass_rate, "ttft_s": t.max_ttft_s,
-            "decode_tok_s": t.min_decode_tok_s, "parity_max_abs_logit_diff": t.parity_max_abs_logit_diff}
+            "decode_tok_s": t.min_decode_tok_s, "parity_max_abs_logit_diff": t.parity_max_abs_logit_diff,
+            "engine_parity_top1_agreement": t.engine_parity_top1_agreement,
+            "engine_parity_greedy_agreement": t.engine_parity_greedy_agreement}
     assert evaluate_gates(edge, t).passed
 
 
@@ -38,6 +42,8 @@ def test_values_on_the_threshold_pass():
     ("metric", "bad"),
     [
         ("parity_max_abs_logit_diff", 0.5),
+        ("engine_parity_top1_agreement", 0.5),
+        ("engine_parity_greedy_agreement", 0.1),
         ("parity_top1_agreement", 0.5),
         ("parity_greedy_agreement", 0.1),
         ("perplexity", 1000.0),
@@ -54,7 +60,7 @@ def test_each_failing_gate_is_named(metric, bad):
     assert reason.startswith(metric) and "FAILED" in reason
     assert "\n" not in reason
     for other in ALL_GATES - {metric}:
-        assert other not in reason
+        assert f"{other} " not in reason.replace(f"{metric} ", "")
 
 
 def test_two_failures_are_both_in_the_reason():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmship.engine import SamplingParams, load_engine
-from llmship.engine.onnx_backend import MANIFEST
+from llmship.validate.reference import SamplingParams, load_engine
+from llmship.validate.reference.onnx_backend import MANIFEST
 from llmship.validate.onnx_export import EXPORTER_VERSION, export_onnx
 from llmship.validate.parity import check_parity
 

@@ -1,4 +1,4 @@
-"""Perplexity (checked against an independent computation) and the chat smoke check."""
+"""Perplexity, checked against an independent computation (the smoke prompts run on vLLM: test_engine_check)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from llmship.paths import REPO_ROOT
-from llmship.validate.quality import load_prompts, perplexity, smoke
+from llmship.validate.quality import perplexity
 
 TEXT = ("The simplest loaf needs only four ingredients. Flour provides the structure, water wakes the "
         "yeast, and salt brings out the flavour.")
@@ -50,22 +49,3 @@ def test_strided_perplexity_scores_every_token_once(tiny_built, reference_nll):
 def test_perplexity_max_tokens_truncates(tiny_built):
     report = perplexity(tiny_built.folder, TEXT, window=512, max_tokens=10)
     assert report.tokens == 9
-
-
-def test_smoke_on_two_prompts(torch_engine):
-    prompts = load_prompts(REPO_ROOT / "data/eval/smoke_prompts.yaml")[:2]
-    report = smoke(torch_engine, prompts, max_tokens=8)
-    assert 0.0 <= report.pass_rate <= 1.0
-    assert [r.id for r in report.results] == [p["id"] for p in prompts]
-    assert report.pass_rate == sum(r.ok for r in report.results) / 2
-    for r in report.results:
-        assert 0 <= r.completion_tokens <= 8
-        assert r.finish_reason in ("stop", "length")
-        assert r.ok == bool(r.text.strip())
-
-
-def test_smoke_prompt_goes_through_the_chat_template(torch_engine):
-    ids = torch_engine.apply_chat_template([{"role": "user", "content": "Hello"}])
-    text = torch_engine.tokenizer.decode(ids)
-    assert text.startswith("<bos><start_of_turn>user\nHello<end_of_turn>\n")
-    assert text.endswith("<start_of_turn>model\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmship.engine import Engine, SamplingParams, load_engine
+from llmship.validate.reference import Engine, SamplingParams, load_engine
 from llmship.errors import ContextLengthExceeded, InvalidRequest
 
 TEXTS = [

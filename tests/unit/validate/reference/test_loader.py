@@ -3,7 +3,7 @@
 import onnxruntime as ort
 import pytest
 
-from llmship.engine import load_engine
+from llmship.validate.reference import load_engine
 from llmship.errors import EngineUnavailable
 
 

@@ -1,0 +1,277 @@
+"""The gates measure what serves: one vLLM engine, started as the chat service starts it, checked three ways.
+
+- ``EngineParityReport``: does vLLM compute what the validated model computes? The reference is the transformers
+  model in fp32 (``llmship.validate.reference``). *Greedy agreement* is the common prefix of vLLM's and the
+  reference's greedy continuations (what a user would notice); *top-1 agreement* is teacher-forced: the
+  reference's continuation goes back into vLLM as a prompt, and vLLM's own top-1 token at every position of it
+  (``prompt_logprobs``) is compared with the reference's. It catches kernel, dtype and quantization drift
+  between what was validated and what serves.
+- ``SmokeReport``: the chat smoke prompts through the chat template, on vLLM.
+- ``BenchmarkReport``: TTFT, inter-token latency, decode and output tok/s at each batch size, several
+  interleaved repetitions with the median, and the peak RSS of the engine's process tree.
+
+The engine runs in a subprocess (``python -m llmship.validate.engine_check``): its memory, threads and worker
+processes are its own, and a crash is a failed check with one line, not a dead pipeline step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel
+
+from llmship.engine.settings import EngineSettings
+from llmship.errors import LlmshipError
+from llmship.validate.benchmark import PROMPT, BenchmarkReport, BenchRow, gpu_status
+from llmship.validate.quality import SmokeReport, SmokeResult, load_prompts
+
+
+class EngineParityReport(BaseModel):
+    prompts: int
+    greedy_tokens: int
+    positions: int
+    top1_agreement: float
+    greedy_agreement: float
+    greedy_exact_prompts: int
+    engine_dtype: str
+    seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        return {"engine_parity_top1_agreement": self.top1_agreement,
+                "engine_parity_greedy_agreement": self.greedy_agreement}
+
+
+class EngineCheckSpec(BaseModel):
+    """What the subprocess is asked to do (written to a JSON file, so no argument is too long)."""
+
+    hf_dir: str
+    settings: EngineSettings
+    parity_prompts: list[list[int]]
+    reference_greedy: list[list[int]]
+    smoke_prompts: list[dict[str, Any]]
+    smoke_max_tokens: int = 24
+    batches: list[int]
+    max_tokens: int = 32
+    repeats: int = 3
+
+
+class EngineCheckReport(BaseModel):
+    parity: EngineParityReport
+    smoke: SmokeReport
+    bench: BenchmarkReport
+    engine_start_s: float
+
+
+def reference_greedy(hf_dir: str | Path, prompts: list[str], greedy_tokens: int) -> tuple[list[list[int]],
+                                                                                         list[list[int]]]:
+    """The prompts' token ids and the fp32 reference's greedy continuations (EOS ignored: always N tokens)."""
+    from llmship.validate.reference import SamplingParams
+    from llmship.validate.reference.loader import load_engine
+
+    reference = load_engine(hf_dir, "pytorch", dtype="float32")
+    encoded = [reference.encode(p) for p in prompts]
+    outs = reference.generate(encoded, SamplingParams(max_tokens=greedy_tokens, temperature=0.0, ignore_eos=True))
+    return encoded, [o.token_ids for o in outs]
+
+
+def run_engine_check(hf_dir: str | Path, settings: EngineSettings, *, parity_prompts_file: str | Path,
+                     greedy_tokens: int, smoke_file: str | Path, smoke_max_tokens: int, batches: list[int],
+                     max_tokens: int = 32, repeats: int = 3, timeout_s: float = 1800) -> EngineCheckReport:
+    """Compute the reference in this process, then check one vLLM engine in a subprocess."""
+    prompts, greedy = reference_greedy(hf_dir, [str(p) for p in load_prompts(parity_prompts_file)], greedy_tokens)
+    spec = EngineCheckSpec(hf_dir=str(hf_dir), settings=settings, parity_prompts=prompts, reference_greedy=greedy,
+                           smoke_prompts=load_prompts(smoke_file), smoke_max_tokens=smoke_max_tokens,
+                           batches=batches, max_tokens=max_tokens, repeats=repeats)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="llmship-engine-check-") as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "report.json"
+        spec_path.write_text(spec.model_dump_json())
+        cmd = [sys.executable, "-m", "llmship.validate.engine_check", str(spec_path), str(out_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0 or not out_path.exists():
+            raise LlmshipError(f"the vLLM engine check failed: {_last_line(proc.stderr)}")
+        return EngineCheckReport.model_validate_json(out_path.read_text())
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error" in line:
+            return line[-400:]
+    return lines[-1][-400:] if lines else "no output"
+
+
+# ---------------------------------------------------------------- the subprocess
+async def _check(spec: EngineCheckSpec) -> EngineCheckReport:
+    from llmship.engine.vllm import start_engine
+
+    engine = await start_engine(spec.settings, Path(spec.hf_dir), model_id="check", version="check")
+    try:
+        client = engine.client
+        parity = await _parity(client, spec)
+        smoke = await _smoke(client, spec)
+        bench = await _bench(client, spec)
+    finally:
+        await engine.stop()
+    return EngineCheckReport(parity=parity, smoke=smoke, bench=bench, engine_start_s=round(engine.started_s, 1))
+
+
+async def _generate(client: Any, prompt_ids: list[int], params: Any) -> Any:
+    out = None
+    async for out in client.generate({"prompt_token_ids": prompt_ids}, params, request_id=uuid.uuid4().hex):
+        pass
+    return out
+
+
+async def _parity(client: Any, spec: EngineCheckSpec) -> EngineParityReport:
+    from vllm import SamplingParams
+
+    started = time.perf_counter()
+    n = len(spec.reference_greedy[0]) if spec.reference_greedy else 0
+    greedy = SamplingParams(max_tokens=max(n, 1), temperature=0.0, ignore_eos=True)
+    forced = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
+    prefix_total, exact, agree, positions = 0, 0, 0, 0
+    for ids, ref in zip(spec.parity_prompts, spec.reference_greedy):
+        out = await _generate(client, ids, greedy)
+        mine = list(out.outputs[0].token_ids)
+        common = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), min(len(mine), len(ref)))
+        prefix_total += common
+        exact += int(common == len(ref))
+        teacher = await _generate(client, ids + list(ref), forced)
+        for k, token in enumerate(ref):
+            entry = teacher.prompt_logprobs[len(ids) + k] if teacher.prompt_logprobs else None
+            if not entry:
+                continue
+            top = min(entry.items(), key=lambda item: item[1].rank)[0]
+            agree += int(top == token)
+            positions += 1
+    prompts = max(len(spec.parity_prompts), 1)
+    return EngineParityReport(prompts=len(spec.parity_prompts), greedy_tokens=n, positions=positions,
+                              top1_agreement=agree / max(positions, 1),
+                              greedy_agreement=prefix_total / max(prompts * max(n, 1), 1),
+                              greedy_exact_prompts=exact, engine_dtype=str(client.model_config.dtype),
+                              seconds=round(time.perf_counter() - started, 2))
+
+
+def _chat_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+async def _smoke(client: Any, spec: EngineCheckSpec) -> SmokeReport:
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.hf_dir)
+    params = SamplingParams(max_tokens=spec.smoke_max_tokens, temperature=0.0)
+    outs = await asyncio.gather(*[_generate(client, _chat_ids(tokenizer, p["messages"]), params)
+                                  for p in spec.smoke_prompts])
+    results = [SmokeResult(id=p["id"], text=o.outputs[0].text, completion_tokens=len(o.outputs[0].token_ids),
+                           finish_reason=o.outputs[0].finish_reason or "length", ok=bool(o.outputs[0].text.strip()))
+               for p, o in zip(spec.smoke_prompts, outs)]
+    return SmokeReport(results=results, pass_rate=sum(r.ok for r in results) / max(len(results), 1))
+
+
+class _TreeRss:
+    """Peak RSS of this process and its children (vLLM's engine core and workers), sampled every 100 ms."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(0.1)
+
+
+async def _bench(client: Any, spec: EngineCheckSpec) -> BenchmarkReport:
+    """Each batch size ``repeats`` times, rounds interleaved (b1, b4, b16, b1, ...); medians per batch size."""
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.hf_dir)
+    params = SamplingParams(max_tokens=spec.max_tokens, temperature=0.0, ignore_eos=True)
+
+    async def one(tag: str) -> tuple[float, float, float, int]:
+        # a distinct first line per request: the prefix cache must not turn the benchmark's prefill into a hit
+        ids = _chat_ids(tokenizer, [{"role": "user", "content": f"({tag}) {PROMPT}"}])
+        submitted = time.perf_counter()
+        first = last = None
+        gaps: list[float] = []
+        count = 0
+        async for out in client.generate({"prompt_token_ids": ids}, params, request_id=uuid.uuid4().hex):
+            now = time.perf_counter()
+            if first is None:
+                first = now
+            elif last is not None:
+                gaps.append(now - last)
+            last = now
+            count = len(out.outputs[0].token_ids)
+        assert first is not None and last is not None
+        return first - submitted, statistics.mean(gaps) if gaps else 0.0, last - submitted, count
+
+    await one("warm-up")
+    samples: dict[int, list[dict[str, float]]] = {b: [] for b in spec.batches}
+    with _TreeRss() as rss:
+        for rep in range(spec.repeats):
+            for batch in spec.batches:
+                started = time.perf_counter()
+                results = await asyncio.gather(*[one(f"{rep}-{batch}-{i}") for i in range(batch)])
+                elapsed = time.perf_counter() - started
+                generated = sum(r[3] for r in results)
+                ttft = statistics.median(r[0] for r in results)
+                samples[batch].append({
+                    "ttft_s": ttft, "itl_s": statistics.median(r[1] for r in results),
+                    "output_tok_s": generated / elapsed,
+                    "decode_tok_s": (generated - batch) / max(elapsed - max(r[0] for r in results), 1e-9)})
+    device = spec.settings.device
+    rows = [BenchRow(backend="vllm", device=device, batch=b, repeats=len(s),
+                     decode_tok_s=round(statistics.median(x["decode_tok_s"] for x in s), 2),
+                     output_tok_s=round(statistics.median(x["output_tok_s"] for x in s), 2),
+                     ttft_s=round(statistics.median(x["ttft_s"] for x in s), 4),
+                     itl_s=round(statistics.median(x["itl_s"] for x in s), 4), peak_rss_mb=round(rss.peak_mb, 1))
+            for b, s in samples.items()]
+    return BenchmarkReport(rows=rows, gpu=gpu_status(), max_tokens=spec.max_tokens, threads=spec.settings.threads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="check one vLLM engine (used by run_engine_check)")
+    parser.add_argument("spec")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    spec = EngineCheckSpec.model_validate_json(Path(args.spec).read_text())
+    report = asyncio.run(_check(spec))
+    Path(args.out).write_text(report.model_dump_json())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""check_engine: one vLLM engine, configured as the chat service will run it: engine parity against the fp32
+reference, the chat smoke prompts, and the benchmark (interleaved repetitions, medians), plus a PNG chart."""
+
+import time
+from typing import Annotated
+
+from zenml import step
+
+from llmship import paths
+from llmship.config import BenchConfig, EvalConfig, ParityConfig, ServeConfig
+from llmship.models import BuiltModel
+from llmship.validate.benchmark import BenchmarkReport, chart
+from llmship.validate.engine_check import EngineParityReport, run_engine_check
+from llmship.validate.quality import SmokeReport
+
+
+@step
+def check_engine(built: BuiltModel, parity: ParityConfig, evaluate: EvalConfig, benchmark: BenchConfig,
+                 serve: ServeConfig) -> tuple[
+        Annotated[EngineParityReport, "engine_parity_report"], Annotated[SmokeReport, "smoke_report"],
+        Annotated[BenchmarkReport, "benchmark_report"], Annotated[str, "benchmark_chart"]]:
+    report = run_engine_check(built.path, serve.engine_settings(f"path:{built.path}"),
+                              parity_prompts_file=parity.prompts_file, greedy_tokens=parity.greedy_tokens,
+                              smoke_file=evaluate.smoke_file, smoke_max_tokens=evaluate.smoke_max_tokens,
+                              batches=benchmark.batches, max_tokens=benchmark.max_tokens, repeats=benchmark.repeats)
+    print(f"vLLM engine started in {report.engine_start_s:.1f} s")
+    print(report.bench.table())
+    png = chart(report.bench, paths.sub("reports") / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.png",
+                title=built.source)
+    return report.parity, report.smoke, report.bench, str(png)  # a tuple literal: ZenML reads four artifacts
