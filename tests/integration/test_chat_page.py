@@ -31,6 +31,7 @@ from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from llmship.serving.rag import RAG_KEY, start_rag
 from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.engine_host import TEST_ENGINE_ENV
 from tests.unit.rag.test_rag_service import DOCS, refresh, write_docs
 
 NAME = "tiny-webchat"
@@ -50,7 +51,7 @@ def services(tiny_built, tmp_path_factory):
         write_docs(docs, DOCS)
         with GraphStore.connect(GraphSettings.for_server(info)) as graph:
             refresh(docs, graph, Embedder.load(threads=1), "v1")
-        registry = register_champion(NAME, tiny_built, "pytorch")
+        registry = register_champion(NAME, tiny_built, "vllm")
         keys = KeyStore(home / "gateway" / "keys.db")
         rag_key = keys.issue(RAG_KEY, models=[NAME])[1]
         _, user_key = keys.create("browser", models=[NAME, "rag"])
@@ -61,7 +62,7 @@ def services(tiny_built, tmp_path_factory):
         cleanup.callback(process.stop)
         process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=chat_port, wait_s=300,
                       cwd=REPO, env={**bentoml_env(), **gateway, "MLFLOW_TRACKING_URI": registry.tracking_uri,
-                                     "LLMSHIP_MAX_MODEL_LEN": "256", "LLMSHIP_CHAT_RAG_URL": rag_url})
+                                     "LLMSHIP_CHAT_RAG_URL": rag_url})
         # The tiny model knows 256 positions: one short source per answer (as in test_rag_service).
         start_rag(f"{chat_url}/v1", model_uri=f"models:/{NAME}@champion", port=rag_port, wait_s=300, env={
             **gateway, "LLMSHIP_RAG_CHAT_API_KEY": rag_key, "LLMSHIP_GATEWAY_CORS_ORIGINS": chat_url,

@@ -27,6 +27,7 @@ from llmship.rag.prompt import NO_SOURCES_ANSWER
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.engine_host import TEST_ENGINE_ENV
 from tests.unit.rag.test_rag_service import DOCS, NEW_DOC, _stored, refresh, write_docs
 
 NAME = "tiny-rag-chat"
@@ -43,8 +44,8 @@ def stack(tiny_built, tmp_path_factory):
         write_docs(docs, DOCS)
         embedder = Embedder.load(threads=1)
         refresh(docs, graph, embedder, "v1")
-        registry = register_champion(NAME, tiny_built, "pytorch")
-        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "256",
+        registry = register_champion(NAME, tiny_built, "vllm")
+        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **TEST_ENGINE_ENV,
                "LLMSHIP_RAG_TOP_K": "2", "LLMSHIP_RAG_MAX_CONTEXT_CHARS": "100",
                "LLMSHIP_RAG_INSTRUCTION": "Cite like [1].", "LLMSHIP_RAG_VERSION_POLL_S": "0.5",
                "LLMSHIP_RAG_GRAPH_RETRY_S": "1", "LLMSHIP_GATEWAY_AUTH": "true"}

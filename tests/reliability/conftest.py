@@ -22,18 +22,19 @@ import pytest
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.engine_host import TEST_ENGINE_ENV
 
 NAME = "tiny-chat"
 CONTEXT = 1024  # tokens: the served window (LLMSHIP_MAX_MODEL_LEN) of the long-window copy
 
 
 @pytest.fixture(scope="session")
-def long_tiny_model(tiny_built, tiny_onnx, tmp_path_factory) -> Path:
-    """The tiny model (``hf/`` + ``onnx/``) copied with ``max_position_embeddings`` raised from 256 to CONTEXT.
+def long_tiny_model(tiny_built, tmp_path_factory) -> Path:
+    """The tiny model (``hf/``) copied with ``max_position_embeddings`` raised from 256 to CONTEXT.
 
     At 256 tokens a tiny-model stream is over in ~0.3 s; the worker-kill test needs streams that are still
     running seconds after they start. Gemma's rotary positions are computed, not looked up in a table, so the
-    same weights and the same ONNX graph serve the longer window (checked: 2,000-token ONNX streams complete).
+    same weights serve the longer window.
     The copy is real files (``hf/`` holds symlinks into the tiny model's folder, which other tests share).
     """
     folder = tmp_path_factory.mktemp("reliability-model") / "tiny-long"
@@ -42,7 +43,6 @@ def long_tiny_model(tiny_built, tiny_onnx, tmp_path_factory) -> Path:
     config = json.loads(config_path.read_text())
     config["max_position_embeddings"] = CONTEXT
     config_path.write_text(json.dumps(config, indent=2))
-    assert (folder / "onnx").is_dir()
     return folder
 
 
@@ -51,9 +51,9 @@ def chat_server(model_dir: Path, home: Path, *, workers: int = 1, env: dict[str,
                 wait_s: float = 180.0) -> Iterator[process.ServerInfo]:
     """``bentoml serve bentos.chat.service:Chat`` with ``LLMSHIP_CHAT_WORKERS=workers`` on a free port."""
     with llmship_home(home):
-        registry = register_champion(NAME, SimpleNamespace(folder=model_dir / "hf"), "onnx")
+        registry = register_champion(NAME, SimpleNamespace(folder=model_dir / "hf"), "vllm")
         port = free_port()
-        full_env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri,
+        full_env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **TEST_ENGINE_ENV,
                     "LLMSHIP_MAX_MODEL_LEN": str(CONTEXT), "LLMSHIP_CHAT_WORKERS": str(workers), **(env or {})}
         try:
             yield process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=port,
@@ -89,7 +89,7 @@ def answering_pids(url: str, want: set[int], timeout_s: float) -> set[int]:
     """Ask ``/stat`` on fresh connections (the kernel picks the worker) until every pid in ``want`` answered.
 
     Returns the pids seen; a worker answers only once its model is loaded (BentoML starts serving after the
-    service's ``__init__``), so seeing a pid means that worker is ready.
+    service's start-up hooks, here the vLLM engine), so seeing a pid means that worker is ready.
     """
     seen: set[int] = set()
     deadline = time.monotonic() + timeout_s

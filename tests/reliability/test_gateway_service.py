@@ -21,6 +21,7 @@ from llmship.gateway import KeyStore
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from tests.conftest import REPO, free_port, fresh_minute, llmship_home, register_champion
+from tests.engine_host import TEST_ENGINE_ENV
 
 NAME = "tiny-gated"
 PROBES = ("/livez", "/readyz", "/healthz")
@@ -30,14 +31,14 @@ BENTOML_ROUTES = ("/", "/docs.json", "/metrics")  # BentoML's own, outside the F
 @pytest.fixture(scope="module")
 def served(tiny_built, tmp_path_factory):
     with llmship_home(tmp_path_factory.mktemp("gated-home")) as home:
-        registry = register_champion(NAME, tiny_built, "pytorch")
+        registry = register_champion(NAME, tiny_built, "vllm")
         keys = KeyStore(home / "gateway" / "keys.db")
         made = {name: keys.create(name, **limits)[1] for name, limits in
                 (("ops", {}), ("limited", {"rpm": 3}), ("revoked", {}), ("rotated", {}))}
         keys.revoke("revoked")
         made["rotated-new"] = keys.rotate("rotated")[1]
         keys.close()
-        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, "LLMSHIP_MAX_MODEL_LEN": "128",
+        env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **TEST_ENGINE_ENV,
                "LLMSHIP_GATEWAY_AUTH": "true"}
         try:
             info = process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=free_port(),
@@ -70,7 +71,7 @@ def test_every_protected_route_needs_a_key(served):
     for path in PROBES:
         assert httpx.get(f"{url}{path}", timeout=10).status_code == 200, path
     ok = httpx.get(f"{url}/metrics", headers=bearer(served["keys"]["rotated-new"]), timeout=10)
-    assert ok.status_code == 200 and "llmship:prompt_tokens_total" in ok.text
+    assert ok.status_code == 200 and "vllm:prompt_tokens_total" in ok.text
 
 
 def test_a_key_over_its_limit_gets_openai_429(served):

@@ -74,14 +74,15 @@ def test_64_streaming_clients_for_60s_complete_or_are_cleanly_rejected(server):
     # 32 capped clients > 8 allowed; 32 + 8 > 16 slots + 16 queued: both refusals ran, only as clean 429/503s
     assert report.clean_rejected > 0 and set(report.rejected_by_status) == {"429", "503"}
 
-    # the server agrees: it accepted exactly the streams the clients completed and generated exactly their tokens
-    # (none lost, none cancelled, none counted twice), and nothing is left in a slot or in the queue
+    # the server agrees: it admitted exactly the streams the clients completed, refused exactly their 503s, and
+    # vLLM generated exactly their tokens (none lost, none counted twice); nothing is left in flight
     deadline = time.monotonic() + 10
-    while (stat := _stat(server))["slots_busy"] or stat["queue_length"]:
-        assert time.monotonic() < deadline, f"slots or queue still busy after the load: {stat}"
+    while (stat := _stat(server))["in_flight"]:
+        assert time.monotonic() < deadline, f"requests still in flight after the load: {stat}"
         time.sleep(0.2)
-    assert stat["requests_total"] == stat["requests_finished"] == report.ok
-    assert stat["requests_cancelled"] == 0
+    assert stat["requests_total"] == report.ok
+    assert stat["rejected_total"] == report.rejected_by_status.get("503", 0)
+    assert stat["errors_total"] == 0
     assert stat["generated_tokens_total"] == report.ok_output_tokens
 
     # memory: the tree and each chat worker within 10 % after the warm-up
