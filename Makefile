@@ -7,7 +7,7 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-rag bench-load bench-gateway bench-rollback fuzz reliability clean help
+.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-session bench-rag bench-load bench-gateway bench-rollback fuzz reliability clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
@@ -15,7 +15,8 @@ help:
 	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
 	@echo "make eval-rag run the rag_eval pipeline (recall/MRR per mode, citation rate -> MLflow)"
 	@echo "make reliability  the fuzz, load, fault and security proofs (tests/reliability); make fuzz | bench-load"
-	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-rag | bench-rollback | clean"
+	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-session | bench-rag | bench-rollback | clean"
+	@echo "  bench: the vLLM engine check (parity, smoke, tok/s) at 1 vs 2 threads; bench-serve: llmship vs bare vLLM vs transformers serve; bench-session: 10-turn sessions, prefix caching on vs off (extra options: BENCH_ARGS=...)"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "llmship needs Python 3.11"' || \
@@ -77,10 +78,13 @@ mlflow-ui: setup
 	  --default-artifact-root "$$LLMSHIP_HOME/mlflow/artifacts" --host 127.0.0.1 --port 5000
 
 bench: setup
-	@$(ENV) python benchmarks/engine_bench.py
+	@$(ENV) python benchmarks/engine_bench.py $(BENCH_ARGS)
 
 bench-serve: setup
-	@$(ENV) python benchmarks/serve_bench.py
+	@$(ENV) python benchmarks/serve_bench.py $(BENCH_ARGS)
+
+bench-session: setup
+	@$(ENV) python benchmarks/session_bench.py $(BENCH_ARGS)
 
 bench-rag: setup
 	@$(ENV) python benchmarks/rag_bench.py
@@ -92,7 +96,7 @@ bench-gateway: setup
 	@$(ENV) python benchmarks/gateway_bench.py
 
 bench-rollback: setup
-	@$(ENV) python benchmarks/rollback_bench.py
+	@$(ENV) python benchmarks/rollback_bench.py $(BENCH_ARGS)
 
 fuzz: setup
 	@$(ENV) python -m pytest tests/reliability/test_fuzz.py $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
 """Load benchmark and reliability check: N concurrent streaming chat clients for a fixed time, every stream verified.
 
     python benchmarks/load_bench.py                       # serve the registered champion (or build gemma), 16 vs 64
-    python benchmarks/load_bench.py --tiny                # a tiny random model: tests the serving path, not the model
+    python benchmarks/load_bench.py --tiny                # a tiny random model (the tests' engine settings: eager,
+                                                          # fp32): tests the serving path, not the model
     python benchmarks/load_bench.py --url http://127.0.0.1:3000 [--model NAME] [--api-key KEY] [--server-pid PID]
 
 Each client loops until the time is up: it streams one chat completion (``stream: true``,
@@ -16,8 +17,8 @@ Each client loops until the time is up: it streams one chat completion (``stream
 While the clients run, the serving process tree (``bentoml serve`` and its workers, found by the port that
 listens on ``--url`` or given by ``--server-pid``) is sampled with psutil every second. RSS "start" is taken
 after a warm-up under the full load: ``--warmup`` (5 s) and on until as many streams have completed as there
-are clients, so every batch slot has held a request to its end (KV buffers, ONNX Runtime arenas at working
-size) — a few seconds for the tiny model, about a minute for gemma on 2 cores. "End" is taken at the end of
+are clients, so every batch slot has held a request to its end (vLLM's buffers and the interpreter's pools at
+working size) — a few seconds for the tiny model, about a minute for gemma on 2 cores. "End" is taken at the end of
 the load, each the median of the samples in a 3 s window, so both are measured in the same (loaded) state and
 one sample's noise does not decide; growth = end / start - 1, for the tree (sum) and for each process. The
 least-squares trend (MB/min) over the window is printed too: a slow leak shows there before it crosses 10 %.
@@ -704,26 +705,29 @@ def ratio_lines(main: LoadReport, peer: LoadReport) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ servers
 def _tiny_model_dir(root: Path) -> Path:
-    """A tiny random Gemma-3 (tests/tiny_model.py), built and ONNX-exported as deploy_llm does (hf/ and onnx/)."""
-    from llmship.models import build_model
-    from llmship.validate.onnx_export import export_onnx
-    from tests.tiny_model import make_tiny_model
+    """A tiny random Gemma-3 (tests/tiny_model.py), built as deploy_llm builds a model (``<dir>/hf``)."""
+    from benchmarks.serve_bench import tiny_model_dir
 
-    corpus = (REPO / "data/eval/heldout.txt").read_text()
-    folder = make_tiny_model(root / "tiny-gemma", corpus)
-    built = build_model(f"path:{folder}", cache_dir=root / "cache")
-    export_onnx(built.folder, built.folder.parent / "onnx")
-    return built.folder.parent
+    return tiny_model_dir(root)
 
 
-def _register(model_dir: Path, name: str, backend: str):
-    from llmship.registry import ModelRegistry
-    from llmship.validate.gates import GateReport
+def tiny_server_env() -> dict[str, str]:
+    """The tests' engine settings (tests/engine_host.py ``TEST_ENGINE_ENV``: eager, fp32, a small KV cache: the
+    engine starts in seconds) with the service's default batch and queue (16 + 64), so the peer run at 16
+    clients fills the batch and 64 clients queue, as with a deployed server."""
+    from llmship.config import ServeConfig
+    from tests.engine_host import TEST_ENGINE_ENV
 
-    registry = ModelRegistry()
-    ref = registry.register(name, model_dir, tags={"serve_backend": backend, "model_source": "load_bench"})
-    registry.promote(name, ref.version, GateReport(results=[]))
-    return registry.tracking_uri, f"models:/{name}@champion"
+    defaults = ServeConfig()
+    return {**TEST_ENGINE_ENV, "LLMSHIP_MAX_BATCH": str(defaults.max_batch),
+            "LLMSHIP_MAX_WAITING": str(defaults.max_waiting)}
+
+
+def _register(model_dir: Path, name: str):
+    from benchmarks.serve_bench import register_champion
+
+    registry, uri = register_champion(model_dir, name, source="load_bench")
+    return registry.tracking_uri, uri
 
 
 def prepare_model(args, real_home: Path, real_tracking_uri: str, tmp_home: Path) -> tuple[str, str, str]:
@@ -735,8 +739,8 @@ def prepare_model(args, real_home: Path, real_tracking_uri: str, tmp_home: Path)
     """
     if args.tiny:
         model_dir = _tiny_model_dir(tmp_home / "tiny")
-        tracking, uri = _register(model_dir, "tiny-chat", "onnx")
-        return tracking, uri, "tiny random Gemma-3 (tests/tiny_model.py), ONNX"
+        tracking, uri = _register(model_dir, "tiny-chat")
+        return tracking, uri, "tiny random Gemma-3 (tests/tiny_model.py) on vLLM, the tests' engine settings"
     try:
         from llmship.registry import ModelRegistry
 
@@ -747,11 +751,9 @@ def prepare_model(args, real_home: Path, real_tracking_uri: str, tmp_home: Path)
               f"does", flush=True)
     from benchmarks import serve_bench
 
-    model_dir = serve_bench.resolve_model_dir(argparse.Namespace(model_dir=None, source=args.source, backend="auto"),
-                                              real_home)
-    backend = "onnx" if (model_dir / "onnx" / "model.onnx").exists() else "pytorch"
-    tracking, uri = _register(model_dir, serve_bench.REGISTERED_NAME, backend)
-    return tracking, uri, f"{model_dir.name} ({backend}) registered in a throw-away registry"
+    model_dir = serve_bench.resolve_model_dir(argparse.Namespace(model_dir=None, source=args.source), real_home)
+    tracking, uri = _register(model_dir, serve_bench.REGISTERED_NAME)
+    return tracking, uri, f"{model_dir.name} on vLLM, registered in a throw-away registry"
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -809,17 +811,22 @@ def main(argv=None) -> int:
         if args.url:
             url, server_pid = args.url.rstrip("/"), args.server_pid
         else:
+            from benchmarks.serve_bench import use_user_compile_cache
+            from llmship.config import ServeConfig
             from llmship.serving import process
             from llmship.serving.bento import bentoml_env
 
             real_tracking = paths.mlflow_tracking_uri()
+            use_user_compile_cache(real_home)  # vLLM compiles once, not per run (the temp home goes away)
             tmp_home = Path(tempfile.mkdtemp(prefix="llmship-load-bench-"))
             os.environ["LLMSHIP_HOME"] = str(tmp_home)  # the server's state file and log, a throw-away registry
             os.environ.pop("MLFLOW_TRACKING_URI", None)
             os.environ["BENTOML_HOME"] = str(tmp_home / "bentoml")
             os.environ["HF_HUB_OFFLINE"] = "1"
             tracking, model_uri, what = prepare_model(args, real_home, real_tracking, tmp_home)
-            env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking, "LLMSHIP_CHAT_WORKERS": str(args.workers)}
+            # the deploy config's serve settings (ServeConfig defaults), the tests' engine under --tiny
+            env = {**bentoml_env(), "MLFLOW_TRACKING_URI": tracking, **ServeConfig(rag=False).env(),
+                   **(tiny_server_env() if args.tiny else {}), "LLMSHIP_CHAT_WORKERS": str(args.workers)}
             for item in args.server_env:
                 key, _, value = item.partition("=")
                 env[key] = value

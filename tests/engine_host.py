@@ -48,3 +48,33 @@ class EngineHost:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+
+
+class Served:
+    """An ASGI app served over HTTP by uvicorn on the engine's loop (for clients that need a socket)."""
+
+    def __init__(self, host: EngineHost, app: Any) -> None:
+        import uvicorn
+
+        from tests.conftest import free_port
+
+        self.host = host
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off",
+                                timeout_keep_alive=30)
+        self.server = uvicorn.Server(config)
+        self._task = asyncio.run_coroutine_threadsafe(self.server.serve(), host.loop)
+
+        async def started() -> None:
+            for _ in range(500):  # at most 10 s
+                if self.server.started:
+                    return
+                await asyncio.sleep(0.02)
+            raise RuntimeError("uvicorn did not start")
+
+        host.run(started())
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self._task.result(timeout=30)

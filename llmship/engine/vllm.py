@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from llmship import paths
 from llmship.engine.settings import CONFIG_KEYS, EngineSettings
@@ -85,10 +85,10 @@ def engine_args(settings: EngineSettings, folder: Path, served_name: str) -> Any
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
     parser = make_arg_parser(FlexibleArgumentParser(prog="llmship-engine"))
 
-    def refuse(message: str) -> None:  # argparse would print usage and exit: one line instead
-        raise ServeError(f"vLLM rejected the engine settings: {_one_line(message)} ({_keys(settings)})")
+    def refuse(message: str) -> NoReturn:  # argparse would print usage and exit: one line instead
+        raise ServeError(f"vLLM rejected the engine settings: {_one_line(ValueError(message))} ({_keys(settings)})")
 
-    parser.error = refuse  # type: ignore[method-assign]
+    parser.error = refuse  # type: ignore[method-assign,assignment]
     try:
         args = parser.parse_args(argv)
         validate_parsed_serve_args(args)

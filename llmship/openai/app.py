@@ -123,7 +123,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.include_router(embeddings_router())
     _webchat_routes(app)
-    app.mount("/", EngineRoutes(app))  # last: every other path is vLLM's
+    app.mount("/", EngineRoutes(app))  # type: ignore[arg-type]  # last: every other path is vLLM's
     own_openapi = app.openapi
 
     def openapi() -> dict:

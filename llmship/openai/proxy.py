@@ -196,7 +196,8 @@ class ChatTap:
                                                                     param=err.param, code=err.code))
                 return
             if body.get("stream") is True:
-                options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+                given = body.get("stream_options")
+                options: dict = given if isinstance(given, dict) else {}
                 client_usage = client_usage or bool(options.get("include_usage"))
                 body["stream_options"] = {**options, "include_usage": True}
             raw = json.dumps(body).encode()
@@ -336,7 +337,14 @@ class _Reply:
         await send({"type": "http.response.body", "body": b"".join(out), "more_body": more})
 
     def _inspect(self, event: bytes) -> bytes | None:
-        """Record what the event says; return it (rewritten if it is an error), or None to drop it."""
+        """Record what the event says; return it (rewritten if it is an error), or None to drop it.
+
+        Token chunks are parsed only when a session needs their text: outside sessions only the usage chunk, an
+        error and ``[DONE]`` matter, and parsing every chunk's JSON would cost more than the token's decode on a
+        fast model."""
+        if self.session_id is None and b'"usage":{' not in event and b'"error"' not in event \
+                and b"[DONE]" not in event:
+            return event
         data = event.strip()
         if not data.startswith(b"data:"):
             return event

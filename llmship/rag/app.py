@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from llmship.errors import EngineUnavailable
 from llmship.openai import errors
 from llmship.openai.headers import ResponseHeaders
-from llmship.openai.sse import sse_response
 from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import ModelCard, ModelList
+from llmship.openai.sse import sse_response
 from llmship.rag.protocol import RagChatRequest, RetrieveRequest, RetrieveResponse
 from llmship.rag.service import RagService
 

@@ -32,8 +32,8 @@ import torch
 from pydantic import BaseModel
 
 from llmship import paths
-from llmship.validate.reference.onnx_backend import MANIFEST
 from llmship.errors import ExportError
+from llmship.validate.reference.onnx_backend import MANIFEST
 
 log = logging.getLogger(__name__)
 EXPORTER_VERSION = "kv-dynamo-1"

@@ -96,8 +96,8 @@ def _lockstep(reference: Engine, candidate: Engine, ids: list[int], steps: int):
 
 def run_parity(hf_dir: str, onnx_dir: str, prompts_file: str, greedy_tokens: int = 32, threads: int = 0) -> ParityReport:
     """Load PyTorch fp32 (the numerical reference) and the ONNX export, then compare them."""
-    from llmship.validate.reference.loader import load_engine
     from llmship.validate.quality import load_prompts
+    from llmship.validate.reference.loader import load_engine
 
     reference = load_engine(hf_dir, "pytorch", dtype="float32", threads=threads)
     candidate = load_engine(hf_dir, "onnx", onnx_dir=onnx_dir, threads=threads)

@@ -12,7 +12,6 @@ import yaml
 from pydantic import BaseModel
 
 
-
 class PerplexityReport(BaseModel):
     tokens: int
     perplexity: float

@@ -31,7 +31,6 @@ from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from llmship.serving.rag import RAG_KEY, start_rag
 from tests.conftest import REPO, free_port, llmship_home, register_champion
-from tests.engine_host import TEST_ENGINE_ENV
 from tests.unit.rag.test_rag_service import DOCS, refresh, write_docs
 
 NAME = "tiny-webchat"

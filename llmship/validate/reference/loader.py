@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from llmship.validate.reference.base import Engine, KVBackend
 from llmship.errors import EngineUnavailable
+from llmship.validate.reference.base import Engine, KVBackend
 
 Backend = Literal["pytorch", "onnx"]
 

@@ -8,7 +8,6 @@ the OpenAI error format, or a completion.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx

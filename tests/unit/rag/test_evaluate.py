@@ -3,7 +3,6 @@ the MLflow run it logs."""
 
 from __future__ import annotations
 
-
 import mlflow
 
 from llmship.knowledge.retriever import Retriever

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from llmship.engine.settings import EngineSettings
-from llmship.paths import REPO_ROOT
 from llmship.validate.engine_check import EngineParityReport, reference_greedy, run_engine_check
 from llmship.validate.gates import GateThresholds, evaluate_gates
 from tests.engine_host import TEST_ENGINE

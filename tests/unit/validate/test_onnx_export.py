@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmship.validate.reference import SamplingParams, load_engine
-from llmship.validate.reference.onnx_backend import MANIFEST
 from llmship.validate.onnx_export import EXPORTER_VERSION, export_onnx
 from llmship.validate.parity import check_parity
+from llmship.validate.reference import SamplingParams, load_engine
+from llmship.validate.reference.onnx_backend import MANIFEST
 
 LONG = "Every morning the baker lights the oven, weighs the flour, and waits for the dough to rise."
 

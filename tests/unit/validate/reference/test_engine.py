@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmship.validate.reference import Engine, SamplingParams, load_engine
 from llmship.errors import ContextLengthExceeded, InvalidRequest
+from llmship.validate.reference import Engine, SamplingParams, load_engine
 
 TEXTS = [
     "The",

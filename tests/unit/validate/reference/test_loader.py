@@ -3,8 +3,8 @@
 import onnxruntime as ort
 import pytest
 
-from llmship.validate.reference import load_engine
 from llmship.errors import EngineUnavailable
+from llmship.validate.reference import load_engine
 
 
 def test_context_length_is_capped_by_max_model_len(tiny_built):
