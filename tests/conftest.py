@@ -46,14 +46,37 @@ def tiny_onnx(tiny_built):
     return export_onnx(tiny_built.folder, tiny_built.folder.parent / "onnx")
 
 
+_ENGINE_HOST: list = []  # the session's engine host, once started
+_LAST_ENGINE_TEST: list = []  # the last collected test that uses it
+
+
 @pytest.fixture(scope="session")
 def engine_host(tiny_built):
-    """One real vLLM engine on the tiny model for the session, on its own event loop (tests/engine_host.py)."""
+    """One real vLLM engine on the tiny model for the session, on its own event loop (tests/engine_host.py).
+
+    It is stopped right after the last test that uses it (``pytest_runtest_teardown`` below), not at the end of
+    the session: an idle vLLM engine still polls, and the rest of the suite wants both cores."""
     from tests.engine_host import EngineHost
 
-    host = EngineHost(tiny_built.folder)
-    yield host
-    host.close()
+    if not _ENGINE_HOST:
+        _ENGINE_HOST.append(EngineHost(tiny_built.folder))
+    yield _ENGINE_HOST[0]
+    _close_engine_host()
+
+
+def _close_engine_host() -> None:
+    while _ENGINE_HOST:
+        _ENGINE_HOST.pop().close()
+
+
+def pytest_collection_modifyitems(items):
+    users = [item for item in items if "engine_host" in getattr(item, "fixturenames", ())]
+    _LAST_ENGINE_TEST[:] = users[-1:]
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if _LAST_ENGINE_TEST and item is _LAST_ENGINE_TEST[0]:
+        _close_engine_host()
 
 
 @pytest.fixture()

@@ -30,7 +30,10 @@ def make_tokenizer(corpus: str):
     return fast
 
 
-def make_tiny_model(folder: Path, corpus: str, *, seed: int = 0) -> Path:
+def make_tiny_model(folder: Path, corpus: str, *, seed: int = 0, hidden_size: int = 64, layers: int = 4,
+                    max_positions: int = 256) -> Path:
+    """``hidden_size``/``layers``/``max_positions`` make a slower model with a longer window (a test that needs
+    streams still running seconds after they start: vLLM decodes the default one at ~2,000 tokens/s)."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
@@ -38,9 +41,10 @@ def make_tiny_model(folder: Path, corpus: str, *, seed: int = 0) -> Path:
     tokenizer = make_tokenizer(corpus)
     torch.manual_seed(seed)
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=256,
-        sliding_window=4, layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+        max_position_embeddings=max_positions, sliding_window=4,
+        layer_types=["full_attention" if (i + 1) % 4 == 0 else "sliding_attention" for i in range(layers)],
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     model = Gemma3ForCausalLM(config).eval()

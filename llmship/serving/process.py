@@ -68,7 +68,12 @@ def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3
                       started_at=time.time())
     _state_file(port).write_text(info.model_dump_json())
     deadline = time.monotonic() + wait_s
+    offset = log_path.stat().st_size
     while time.monotonic() < deadline:
+        refused = _startup_refusal(log_path, offset)
+        if refused is not None:  # BentoML would restart the worker forever; the engine already said why
+            stop(port)
+            raise ServeError(f"{refused} (log: {log_path})")
         if proc.poll() is not None:
             _state_file(port).unlink(missing_ok=True)
             raise ServeError(f"bentoml serve exited with code {proc.returncode}: {_last_error(log_path)} "
@@ -86,6 +91,21 @@ def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3
         time.sleep(1.0)
     stop(port)
     raise ServeError(f"the server on port {port} was not ready within {wait_s:.0f}s (log: {log_path})")
+
+
+def _startup_refusal(log_path: Path, offset: int) -> str | None:
+    """The one line a worker's failed start-up wrote (``llmship.errors.ServeError: ...``), if any since ``offset``."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        marker = "llmship.errors.ServeError: "
+        if marker in line:
+            return line.split(marker, 1)[1].strip()[:600]
+    return None
 
 
 def _last_error(log_path: Path) -> str:

@@ -31,6 +31,7 @@ from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from llmship.serving.rag import RAG_KEY, start_rag
 from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.engine_host import TEST_ENGINE_ENV
 from tests.unit.rag.test_rag_service import DOCS, refresh, write_docs
 
 NAME = "tiny-webchat"
@@ -60,7 +61,8 @@ def services(tiny_built, tmp_path_factory):
         gateway = {"LLMSHIP_GATEWAY_AUTH": "true"}
         cleanup.callback(process.stop)
         process.start("bentos.chat.service:Chat", model_uri=f"models:/{NAME}@champion", port=chat_port, wait_s=300,
-                      cwd=REPO, env={**bentoml_env(), **gateway, "MLFLOW_TRACKING_URI": registry.tracking_uri,
+                      cwd=REPO, env={**bentoml_env(), **gateway, **TEST_ENGINE_ENV,
+                                     "MLFLOW_TRACKING_URI": registry.tracking_uri,
                                      "LLMSHIP_CHAT_RAG_URL": rag_url})
         # The tiny model knows 256 positions: one short source per answer (as in test_rag_service).
         start_rag(f"{chat_url}/v1", model_uri=f"models:/{NAME}@champion", port=rag_port, wait_s=300, env={

@@ -46,6 +46,19 @@ def long_tiny_model(tiny_built, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def slow_tiny_model(tmp_path_factory) -> Path:
+    """A wider, deeper random Gemma-3 (1,024 positions) built as deploy does: vLLM decodes it slowly enough on
+    2 cores that an 800-token stream is still running seconds after it starts (the worker-kill test needs that)."""
+    from llmship.models import build_model
+    from tests.conftest import CORPUS
+    from tests.tiny_model import make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("slow-model") / "slow-gemma", CORPUS, hidden_size=768,
+                             layers=12, max_positions=CONTEXT)
+    return build_model(f"path:{folder}", cache_dir=tmp_path_factory.mktemp("slow-cache")).folder.parent
+
+
 @contextlib.contextmanager
 def chat_server(model_dir: Path, home: Path, *, workers: int = 1, env: dict[str, str] | None = None,
                 wait_s: float = 180.0) -> Iterator[process.ServerInfo]:

@@ -40,8 +40,8 @@ READY_WAIT_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def server(long_tiny_model, tmp_path_factory):
-    with chat_server(long_tiny_model, tmp_path_factory.mktemp("kill-home"), workers=2) as info:
+def server(slow_tiny_model, tmp_path_factory):
+    with chat_server(slow_tiny_model, tmp_path_factory.mktemp("kill-home"), workers=2) as info:
         yield info
 
 
