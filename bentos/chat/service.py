@@ -23,6 +23,7 @@ from llmship.gateway import Gateway
 from llmship.openai.app import ApiSettings, attach_engine, create_app, drain
 
 log = logging.getLogger("llmship.chat")
+WORKERS = int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1"))
 app = create_app(settings=ApiSettings.from_env())
 _tokenizer: list = []  # the served model's tokenizer, loaded at start-up (the gateway counts prompt tokens)
 
@@ -34,7 +35,7 @@ def count_tokens(text: str) -> int | None:
 
 @bentoml.service(
     name="llmship-chat",
-    workers=int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1")),  # each worker runs its own vLLM engine
+    workers=WORKERS,  # each worker runs its own vLLM engine, on its own slice of the CPU
     traffic={"timeout": 600, "max_concurrency": 256},
     http={"port": 3000},
 )
@@ -52,7 +53,9 @@ class Chat:
         from transformers import AutoTokenizer
 
         folder, name, version = resolve_served(self.settings.model_uri)
-        self.engine = await start_engine(self.settings, folder, model_id=name, version=version)
+        worker = (bentoml.server_context.worker_index or 1) - 1  # BentoML counts workers from 1
+        self.engine = await start_engine(self.settings, folder, model_id=name, version=version, worker=worker,
+                                         workers=WORKERS)
         _tokenizer[:] = [AutoTokenizer.from_pretrained(str(folder))]
         attach_engine(app, self.engine)
         log.info("vLLM serves %s from %s (engine start %.1f s)", version, folder, self.engine.started_s)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,18 +25,41 @@ from llmship.engine.settings import CONFIG_KEYS, EngineSettings
 from llmship.errors import ServeError
 
 
-def vllm_environment(settings: EngineSettings) -> dict[str, str]:
+def cpu_slice(threads: int, worker: int, workers: int, cores: Sequence[int]) -> list[int] | None:
+    """The cores one engine's OpenMP threads are bound to; None leaves vLLM's own binding (all cores).
+
+    Each worker of the chat service runs its own engine. Bound to the same cores, their OpenMP teams spin at
+    barriers while the other process holds the core: on 2 cores two engines stalled streams for over 20 s
+    between tokens. So worker ``worker`` (0-based) of ``workers`` gets its own ``len(cores) // workers`` cores
+    (one at least, shared round-robin when there are more workers than cores), and ``threads`` (when set)
+    takes the first of them — as vLLM's CPU guide does for several instances on one host.
+    """
+    ordered = sorted(cores)
+    if not ordered or (workers <= 1 and not threads):
+        return None
+    if workers <= 1:
+        return ordered[:threads]
+    share = max(1, len(ordered) // workers)
+    start = (worker * share) % len(ordered)
+    mine = ordered[start:start + share]
+    return mine[:threads] if threads else mine
+
+
+def vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int = 1) -> dict[str, str]:
     """vLLM's own knobs, set before it starts: its compile cache under ``LLMSHIP_HOME`` (a restart reuses the
-    AOT artifacts instead of compiling again), no usage reporting (offline machines), and the CPU threads."""
+    AOT artifacts instead of compiling again), no usage reporting (offline machines), and the CPU cores this
+    worker's engine binds to (``cpu_slice``)."""
     env = {"VLLM_CACHE_ROOT": str(paths.sub("vllm-cache")), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-    if settings.threads:
-        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{settings.threads - 1}" if settings.threads > 1 else "0"
-        env["OMP_NUM_THREADS"] = str(settings.threads)
+    if settings.device == "cpu":
+        bound = cpu_slice(settings.threads, worker, workers, sorted(os.sched_getaffinity(0)))
+        if bound:
+            env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, bound))
+            env["OMP_NUM_THREADS"] = str(len(bound))
     return env
 
 
-def apply_vllm_environment(settings: EngineSettings) -> None:
-    for key, value in vllm_environment(settings).items():
+def apply_vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int = 1) -> None:
+    for key, value in vllm_environment(settings, worker=worker, workers=workers).items():
         if key == "VLLM_CACHE_ROOT":  # a user's own cache location wins
             os.environ.setdefault(key, value)
         else:
@@ -177,10 +201,12 @@ def _multiprocess_metrics() -> None:
         values.ValueClass = values.get_value_class()
 
 
-async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str, version: str) -> ServedEngine:
-    """Start vLLM's engine on ``folder`` and build its OpenAI app (routes, exception handlers, middleware)."""
+async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str, version: str, worker: int = 0,
+                       workers: int = 1) -> ServedEngine:
+    """Start vLLM's engine on ``folder`` and build its OpenAI app (routes, exception handlers, middleware).
+    ``worker`` of ``workers`` (0-based): which slice of the CPU this engine takes (``cpu_slice``)."""
     started = time.perf_counter()
-    apply_vllm_environment(settings)
+    apply_vllm_environment(settings, worker=worker, workers=workers)
     _check_device(settings)
     check_architecture(folder)
     _multiprocess_metrics()

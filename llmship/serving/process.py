@@ -50,15 +50,38 @@ def bentoml_executable() -> str:
     return str(candidate) if candidate.exists() else "bentoml"
 
 
+KEEP_ALIVE_S = 75
+
+
+def keep_alive_s(env: dict[str, str]) -> int:
+    """How long the server keeps an idle HTTP/1.1 connection: ``LLMSHIP_HTTP_KEEP_ALIVE_S``, 75 s by default.
+
+    uvicorn's default is 5 s, the same as httpx's client-side expiry, so a client that reuses a connection after
+    about 5 s idle (waiting out a ``Retry-After``, say) can meet the server's close in flight: a ``ReadError``
+    no retry policy should have to absorb. The server must outlast its clients and the load balancers in front
+    of it (nginx 75 s, AWS ALB 60 s): then the client side always closes first.
+    """
+    raw = env.get("LLMSHIP_HTTP_KEEP_ALIVE_S", str(KEEP_ALIVE_S))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ServeError(f"LLMSHIP_HTTP_KEEP_ALIVE_S must be a whole number of seconds, got {raw!r}") from None
+    if value < 1:
+        raise ServeError(f"LLMSHIP_HTTP_KEEP_ALIVE_S must be at least 1, got {value}")
+    return value
+
+
 def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3000,
           env: dict[str, str] | None = None, wait_s: float = 300.0, cwd: str | Path | None = None) -> ServerInfo:
     """Run ``bentoml serve TARGET`` detached and wait until it answers ``/readyz`` and ``/v1/models``."""
+    keep_alive = keep_alive_s({**os.environ, **(env or {})})  # a bad setting stops nothing that runs
     stop(port)  # our own earlier server on this port: replace it
     if port_in_use(host, port):
         raise ServeError(f"port {port} on {host} is in use by another process; stop it or set serve.port")
     log_path = paths.sub("logs") / f"serve-{port}.log"
     full_env = {**os.environ, **(env or {}), "LLMSHIP_MODEL_URI": model_uri}
-    cmd = [bentoml_executable(), "serve", target, "--host", host, "--port", str(port)]
+    cmd = [bentoml_executable(), "serve", target, "--host", host, "--port", str(port),
+           "--timeout-keep-alive", str(keep_alive)]
     with log_path.open("ab") as log:
         log.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
         log.flush()

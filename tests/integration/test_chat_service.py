@@ -158,6 +158,18 @@ def test_port_owned_by_someone_else_is_a_clear_error(tiny_built):
             process.start("bentos.chat.service:Chat", model_uri="models:/x@champion", port=port, wait_s=5, cwd=REPO)
 
 
+def test_an_idle_connection_outlives_the_clients_keep_alive(server):
+    """The server keeps an idle connection longer than a client's 5 s: the client's reuse never meets its close."""
+    limits = httpx.Limits(keepalive_expiry=60.0)
+    with httpx.Client(base_url=server.url, timeout=10, limits=limits) as http:
+        first = http.get("/v1/models")
+        port = first.extensions["network_stream"].get_extra_info("client_addr")[1]
+        time.sleep(6.5)  # past uvicorn's default 5 s
+        second = http.get("/v1/models")
+        assert first.status_code == second.status_code == 200
+        assert second.extensions["network_stream"].get_extra_info("client_addr")[1] == port, "connection was closed"
+
+
 def _stream(client, **kw):
     return client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Go on."}],
                                           stream=True, stream_options={"include_usage": True}, **kw)

@@ -1,0 +1,48 @@
+"""``llmship.engine.vllm``: where each worker's engine runs on the CPU (the engine itself: tests/integration)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from llmship.engine.settings import EngineSettings
+from llmship.engine.vllm import cpu_slice, vllm_environment
+
+
+def test_one_worker_without_a_thread_count_keeps_vllms_own_binding():
+    assert cpu_slice(0, 0, 1, range(8)) is None
+
+
+def test_one_worker_with_threads_takes_the_first_cores():
+    assert cpu_slice(2, 0, 1, [4, 5, 6, 7]) == [4, 5]
+
+
+@pytest.mark.parametrize(("workers", "cores", "expected"), [
+    (2, range(2), [[0], [1]]),
+    (2, range(8), [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    (3, range(8), [[0, 1], [2, 3], [4, 5]]),
+    (4, range(2), [[0], [1], [0], [1]]),  # more workers than cores: shared round-robin, never all on one
+])
+def test_workers_get_disjoint_slices(workers, cores, expected):
+    assert [cpu_slice(0, w, workers, cores) for w in range(workers)] == expected
+
+
+def test_threads_cap_a_workers_slice_and_never_reach_into_the_next():
+    assert [cpu_slice(1, w, 2, range(8)) for w in range(2)] == [[0], [4]]
+    assert cpu_slice(16, 1, 2, range(8)) == [4, 5, 6, 7]
+
+
+def test_the_environment_binds_each_worker_to_its_own_cores():
+    cores = sorted(os.sched_getaffinity(0))
+    settings = EngineSettings(model_uri="path:/nowhere")
+    envs = [vllm_environment(settings, worker=w, workers=len(cores)) for w in range(len(cores))]
+    if len(cores) == 1:
+        assert envs[0].get("VLLM_CPU_OMP_THREADS_BIND") in (None, str(cores[0]))
+        return
+    binds = [env["VLLM_CPU_OMP_THREADS_BIND"] for env in envs]
+    assert binds == [str(c) for c in cores]
+    assert {env["OMP_NUM_THREADS"] for env in envs} == {"1"}
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings)  # one worker: vLLM's default
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings.model_copy(update={"device": "cuda"}),
+                                                                 worker=1, workers=2)
