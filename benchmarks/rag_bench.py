@@ -64,7 +64,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
 from llmship.knowledge.graph import GraphStore
-from llmship.knowledge.retriever import STOP_WORDS, Retriever
+from llmship.knowledge.keywords import STOP_WORDS
+from llmship.knowledge.retriever import Retriever
 from llmship.knowledge.server import default_heap
 
 DIMS = 384

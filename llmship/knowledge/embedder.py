@@ -125,8 +125,10 @@ class Embedder:
         """Word pieces per text, [CLS] and [SEP] included (what the model sees; what chunking must respect)."""
         return [len(ids) for ids in self._encode(list(texts))]
 
-    def embed(self, texts: Sequence[str]) -> EmbeddingBatch:
-        """Embed every text; refuses an empty text or one over ``max_input_tokens`` (naming its index)."""
+    def embed(self, texts: Sequence[str], *, truncate: bool = False) -> EmbeddingBatch:
+        """Embed every text; refuses an empty text or one over ``max_input_tokens`` (naming its index), unless
+        ``truncate``: then a long text is cut to its first ``max_input_tokens`` word pieces, as
+        sentence-transformers does (whole-document baselines; chunks are sized never to need it)."""
         import torch
 
         texts = list(texts)
@@ -140,6 +142,9 @@ class Embedder:
         if not texts:
             return EmbeddingBatch(vectors=out, token_counts=[])
         ids = self._encode(texts)
+        if truncate:
+            ids = [row if len(row) <= self.max_input_tokens else row[:self.max_input_tokens - 1] + row[-1:]
+                   for row in ids]  # keep the closing [SEP]
         counts = [len(row) for row in ids]
         for i, count in enumerate(counts):
             if count > self.max_input_tokens:

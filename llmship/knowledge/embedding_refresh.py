@@ -127,21 +127,33 @@ def open_cache(config: EmbedConfig) -> EmbeddingCache:
 def load_corpus(corpus: CorpusConfig, chunking: ChunkingConfig, embedder: Embedder) -> Corpus:
     """Read the folder (unreadable files skipped and counted) and chunk every document by the embedder's tokens."""
     loaded = load_documents(corpus.folder, tuple(corpus.patterns))  # warns once per skipped file
-    chunks = chunk_documents(loaded.documents, embedder.count_tokens, chunking.max_tokens, chunking.overlap_tokens)
-    return Corpus(documents=loaded.documents, chunks=chunks, skipped=loaded.skipped)
+    return corpus_from_documents(loaded.documents, chunking, embedder, skipped=loaded.skipped)
+
+
+def corpus_from_documents(documents: Sequence[Document], chunking: ChunkingConfig, embedder: Embedder, *,
+                          skipped: Sequence[SkippedFile] = ()) -> Corpus:
+    """Chunk documents that came from elsewhere than a folder (a BEIR ``corpus.jsonl``) exactly as a folder's."""
+    chunks = chunk_documents(documents, embedder.count_tokens, chunking.max_tokens, chunking.overlap_tokens)
+    return Corpus(documents=list(documents), chunks=chunks, skipped=list(skipped))
 
 
 SPANLESS_CHUNKS = "MATCH (c:Chunk) WHERE c.start_char IS NULL RETURN c.id AS id"
 
 
 @graph_job(JOB)
-def plan(corpus: Corpus, graph: GraphStore) -> RefreshPlan:
+def plan(corpus: Corpus, graph: GraphStore, *, scope: str | None = None) -> RefreshPlan:
     """The refresh plan against the graph. Chunks stored before chunks kept their span (``start_char``) count
-    as changed, so their documents are rewritten once (embeddings come from the cache) and citations get spans."""
+    as changed, so their documents are rewritten once (embeddings come from the cache) and citations get spans.
+    ``scope``: an id prefix (``"beir-scifact/"``); the plan then owns only the stored documents under it, so a
+    collection loaded beside the main corpus neither deletes it nor is deleted by it."""
     stored = graph.chunk_hashes()
     for row in graph.read(SPANLESS_CHUNKS):
         stored[row["id"]] = ""
-    return plan_refresh(corpus.documents, corpus.chunks, graph.document_hashes(), stored)
+    documents = graph.document_hashes()
+    if scope is not None:
+        stored = {cid: digest for cid, digest in stored.items() if cid.startswith(scope)}
+        documents = {did: digest for did, digest in documents.items() if did.startswith(scope)}
+    return plan_refresh(corpus.documents, corpus.chunks, documents, stored)
 
 
 def _planned_chunks(corpus: Corpus, refresh: RefreshPlan) -> list[Chunk]:

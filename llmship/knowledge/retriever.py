@@ -5,7 +5,8 @@ call and the embedding run in ``asyncio.to_thread``):
 
 - ``dense``: the vector index (``GraphStore.vector_search``), score = (1 + cos) / 2.
 - ``keyword``: the full-text index (server-side BM25, ``GraphStore.keyword_search``), question and function
-  words dropped first (``STOP_WORDS``: on the eval set recall@5 0.861 → 0.904, hybrid 0.904 → 0.913).
+  words dropped first (``STOP_WORDS``: on the eval set recall@5 0.861 → 0.904, hybrid 0.904 → 0.913) and at most
+  ``keywords.MAX_TERMS`` terms, the rarest in the index, sent (``llmship.knowledge.keywords``).
 - ``hybrid``: reciprocal-rank fusion, ``Σ 1 / (60 + rank)``, of dense and keyword, the two searches run
   concurrently (``asyncio.gather``).
 - ``graph``: GraphRAG. The query's entities are found two ways — spaCy NER on the query, its mentions
@@ -46,6 +47,7 @@ from llmship.errors import GraphError, InvalidRequest
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.entities import EntityExtractor, link_type, match_form, normalise, org_core
 from llmship.knowledge.graph import GraphStore
+from llmship.knowledge.keywords import TermStatsCache, select_terms
 
 Mode = Literal["dense", "keyword", "hybrid", "graph"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid", "graph")
@@ -55,14 +57,6 @@ MAX_NEIGHBOURS = 10  # strongest co-occurring entities followed per query
 MAX_NGRAM = 6
 COLLECTION_OVERSAMPLE = 4  # a collection filters the fused ranking, so each retriever is asked for 4× more
 _WORD = re.compile(r"\w+")
-#: Question words and function words dropped from the keyword query (BM25 would otherwise reward chunks full of
-#: "what", "the", "was"); a query of nothing but these keeps its words.
-STOP_WORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has", "have",
-    "how", "i", "in", "is", "it", "its", "of", "on", "or", "the", "this", "that", "to", "was", "were", "what",
-    "when", "where", "which", "who", "whom", "whose", "why", "will", "with", "s", "many", "much",
-))
-
 ENTITY_LEXICON = "MATCH (e:Entity) RETURN e.key AS key, e.name AS name, e.aliases AS aliases, " \
                  "e.chunk_count AS chunk_count"
 DIRECT_MENTIONS = """
@@ -85,6 +79,7 @@ MATCH (c:Chunk {id: id})-[:MENTIONS]->(e:Entity)
 RETURN c.id AS id, collect(e.key) AS keys
 """
 ANY_CHUNK = "MATCH (c:Chunk) RETURN c.id AS id LIMIT 1"
+CHUNK_TEXTS = "MATCH (c:Chunk) RETURN c.text AS text"
 
 
 class ScoredChunk(BaseModel):
@@ -283,6 +278,7 @@ class Retriever:
         self.version_poll_s = version_poll_s
         self._version: str | None = None
         self._version_read_at = -math.inf
+        self.term_stats = TermStatsCache(lambda: (row["text"] for row in self.graph.read(CHUNK_TEXTS)))
 
     # ---- caches -------------------------------------------------------------------------------------------------
 
@@ -290,8 +286,10 @@ class Retriever:
         return self._cache.info()
 
     def invalidate(self) -> None:
-        """Forget the entity lexicon (after a kg_update); query vectors stay valid (same model)."""
+        """Forget the entity lexicon and the keyword term statistics (after a refresh or kg_update); query
+        vectors stay valid (same model)."""
         self._lexicon = None
+        self.term_stats.invalidate()
 
     def knowledge_version(self) -> str | None:
         """The graph's embedding_refresh version marker, read at most every ``version_poll_s``. When it
@@ -351,10 +349,13 @@ class Retriever:
     def _dense(self, query: str, n: int) -> list[tuple[str, float]]:
         return self.graph.vector_search(self.embed_query(query), n)
 
+    def keyword_terms(self, query: str) -> list[str]:
+        """The terms the keyword search sends (``keywords.select_terms``: stop words out, the rarest by the
+        index's IDF, at most ``keywords.MAX_TERMS``)."""
+        return select_terms(query, self.term_stats.get())
+
     def _keyword(self, query: str, n: int) -> list[tuple[str, float]]:
-        words = _WORD.findall(query)
-        kept = [w for w in words if w.casefold() not in STOP_WORDS]
-        return self.graph.keyword_search(" ".join(kept or words), n)
+        return self.graph.keyword_search(" ".join(self.keyword_terms(query)), n)
 
     def _graph(self, query: str, n: int) -> tuple[list[tuple[str, float]], set[str]]:
         keys = self.query_entities(query)

@@ -147,3 +147,24 @@ def test_cross_encoder_offline_is_one_clear_error():
     with pytest.raises(RerankError) as err:
         CrossEncoderReranker("cross-encoder/ms-marco-MiniLM-L-6-v2")
     assert "cross-encoder" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_long_query_sends_the_rarest_terms_and_works(built):
+    """An 8,000-character query (a pasted page) is one keyword search of at most MAX_TERMS terms: on ArcadeDB
+    it answers, and it stays far under Neo4j's 1,024-clause limit; its rarest word still finds its chunk."""
+    from llmship.knowledge.keywords import MAX_TERMS
+
+    stats = built.term_stats.get(wait=True)
+    assert stats is not None and stats.chunks == len(DOCS)
+    filler = " ".join(f"w{i}" for i in range(1700))  # 1,700 distinct terms no chunk holds
+    query = f"The the of and Ruddlesworth designed stations {filler}"[:8000]
+    assert len(query) == 8000 and len(dialects.keyword_terms(query).split()) > 1024
+    terms = built.keyword_terms(query)
+    assert set(terms) == {"ruddlesworth", "designed", "stations"}  # stop words and unindexed words gone
+    hits = asyncio.run(built.retrieve(query, top_k=1, mode="keyword"))
+    assert hits and hits[0].doc_id == "railway.md"
+    # more indexed words than the cap: the rarest stay, the commonest go
+    every_word = " ".join(" ".join(DOCS.values()).split())
+    terms = built.keyword_terms(every_word)
+    assert len(terms) == MAX_TERMS
+    assert all(stats.df[t] == 1 for t in terms)  # all of them are in one chunk only
