@@ -30,7 +30,7 @@ from llmship.knowledge.embedding_refresh import (
 from llmship.knowledge.entities import EntityExtractor
 from llmship.knowledge.kg import run_kg_update
 from llmship.knowledge.rag_eval import RetrievalEval, evaluate_retrieval
-from llmship.knowledge.retriever import MODES, Retriever
+from llmship.knowledge.retriever import FUSION_WEIGHTS, MODES, Retriever
 
 
 def main() -> None:
@@ -41,6 +41,13 @@ def main() -> None:
     parser.add_argument("--rerankers", default=",".join(rerank.CANDIDATES))
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--misses", action="store_true", help="print the questions each mode missed")
+    parser.add_argument("--fusion-levels", default="chunk",
+                        help="hybrid/graph fusion levels to compare: chunk, document (Retriever.fusion_level)")
+    parser.add_argument("--graph-weights", default=None,
+                        help="graph mode's weight in the fusion to compare, e.g. 0.25,0.5,1 (default: FUSION_WEIGHTS)")
+    parser.add_argument("--graph-neighbours", default="co_occurs",
+                        help="graph mode's hop to compare: co_occurs, gcn, both (Retriever.graph_neighbours); "
+                             "gcn and both train the GCN in kg_update")
     args = parser.parse_args()
 
     from llmship.knowledge.rag_eval_set import load_questions
@@ -57,18 +64,27 @@ def main() -> None:
                                         graph=graph, embedder=embedder)
         print(f"embedding_refresh: {refresh.chunks} chunks of {refresh.documents} documents, "
               f"{refresh.embedded} embedded, {refresh.cache_hits} from cache, {time.perf_counter() - started:.1f}s")
-        kg = run_kg_update(graph, extractor, embed=False, progress=False)
+        hops = args.graph_neighbours.split(",")
+        kg = run_kg_update(graph, extractor, embed=any(h != "co_occurs" for h in hops), progress=False)
         print(f"kg_update: {kg.summary()}")
 
         results: dict[str, RetrievalEval] = {}
-        for name in names:
-            retriever = Retriever(graph, embedder, extractor, reranker=rerank.CANDIDATES[name]())
-            results[name] = evaluate_retrieval(retriever, questions, modes=modes, k=args.k, label=name)
-            print()
-            print(results[name].table())
-            if args.misses:
-                for mode, res in results[name].modes.items():
-                    print(f"  {mode} missed: {', '.join(res.misses) or '-'}")
+        levels = args.fusion_levels.split(",")
+        weights = [None] if not args.graph_weights else [float(w) for w in args.graph_weights.split(",")]
+        variants = [(level, hop, w) for level in levels for hop in hops for w in weights]
+        for level, hop, w in variants:
+            for reranker in names:
+                name = reranker + (f" ({level} fusion, {hop}" + (f", graph {w}" if w is not None else "") + ")"
+                                   if len(variants) > 1 else "")
+                fusion_weights = None if w is None else {**FUSION_WEIGHTS, "graph": w}
+                retriever = Retriever(graph, embedder, extractor, reranker=rerank.CANDIDATES[reranker](),
+                                      fusion_level=level, graph_neighbours=hop, fusion_weights=fusion_weights)
+                results[name] = evaluate_retrieval(retriever, questions, modes=modes, k=args.k, label=name)
+                print()
+                print(results[name].table())
+                if args.misses:
+                    for mode, res in results[name].modes.items():
+                        print(f"  {mode} missed: {', '.join(res.misses) or '-'}")
 
     print(f"\nrecall@{args.k} by hops (1-hop / 2-hop questions):")
     for name, res in results.items():
@@ -82,7 +98,7 @@ def main() -> None:
         print(f"\nhybrid vs dense: recall@{args.k} {hybrid.recall:.3f} vs {dense.recall:.3f} ({gain:+.1f} points; "
               f"target ≥ +5 and ≥ 0.8: {'met' if gain >= 5 and hybrid.recall >= 0.8 else 'NOT met'}), "
               f"latency ×{hybrid.mean_ms / dense.mean_ms:.2f}")
-    if "none" in results:
+    if "none" in results and len(variants) == 1:
         print("rerankers vs none (recall@k / MRR@k change per mode):")
         for name, res in results.items():
             if name != "none":

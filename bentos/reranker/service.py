@@ -1,7 +1,8 @@
 """The reranker Bento: reorders a candidate pool, as its own service (a cross-encoder wants its own CPU/GPU).
 
-``LLMSHIP_RAG_RERANKER``: ``default`` (the embedding re-score, the only offline reranker that measured
-better on the eval set; see ``llmship/knowledge/rerank.py``), ``none``, ``embedding``, ``entity``, ``mmr``,
+``LLMSHIP_RAG_RERANKER``: ``default`` (none: since hybrid fuses z-scored scores, no offline reranker
+improved it on the demo eval set or on SciFact; see ``llmship/knowledge/rerank.py``), ``none``, ``embedding``
+(helps ``keyword`` mode), ``entity``, ``mmr``,
 ``entity+embedding`` or ``cross-encoder:<model id or path>`` (loaded at start, so a missing model fails the
 start, not a request).
 """

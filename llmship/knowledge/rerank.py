@@ -31,8 +31,13 @@ entity+embedding    -0.9 / -0.031   +5.2 / +0.019   +0.9 / -0.039   +0.9 / +0.03
 on that baseline too, against which ``embedding`` measured +0.0/+5.2/+0.9/+0.9 recall points.)
 Entity overlap hurts: the chunks that mention a question's entity are many, and the one holding the answer
 is often not the one mentioning it most; MMR pushes out the near-duplicate chunk that carries the answer.
-So the default, ``DEFAULT_RERANKER = "embedding"``, is the only one that helped: best graph recall (0.939)
-and MRR up in every mode but dense (unchanged); it costs one hybrid question. The others stay available.
+That table was measured when hybrid was reciprocal-rank fusion, and ``embedding`` was the default then. Since
+hybrid fuses z-scored scores (``llmship.knowledge.fusion``) it already weighs the cosine, and the re-score
+counting it a second time hurts (``benchmarks/retrieval_eval.py --rerankers none,embedding``, demo corpus,
+recall@5 none → embedding: dense 0.904 → 0.904, keyword 0.904 → 0.930, hybrid 0.948 → 0.913, graph 0.948 →
+0.922; SciFact dev, ``benchmarks/fusion_study.py --pool 120``, nDCG@10: keyword 0.698 → 0.718, hybrid 0.752 →
+0.734). So ``DEFAULT_RERANKER = "none"`` (which also saves reading the candidates' embeddings over Bolt); the
+re-score stays available, and helps where one search runs alone (``keyword``).
 """
 
 from __future__ import annotations
@@ -198,7 +203,7 @@ CANDIDATES: dict[str, Callable[[], Reranker | None]] = {
     "entity+embedding": lambda: Chain(EntityOverlap(), EmbeddingRescore()),
 }
 #: The combination used when a ``Retriever`` is built with ``reranker="default"``.
-DEFAULT_RERANKER = "embedding"
+DEFAULT_RERANKER = "none"
 
 
 def default_reranker() -> Reranker | None:

@@ -1,4 +1,4 @@
-"""Retrieval over the knowledge graph: dense, keyword (BM25), hybrid (RRF) and GraphRAG, with optional reranking.
+"""Retrieval over the knowledge graph: dense, keyword (BM25), hybrid (score fusion) and GraphRAG, with reranking.
 
 ``Retriever(graph, embedder).retrieve(query, top_k, mode)`` (async; the neo4j driver is sync, so every graph
 call and the embedding run in ``asyncio.to_thread``):
@@ -7,15 +7,20 @@ call and the embedding run in ``asyncio.to_thread``):
 - ``keyword``: the full-text index (server-side BM25, ``GraphStore.keyword_search``), question and function
   words dropped first (``STOP_WORDS``: on the eval set recall@5 0.861 → 0.904, hybrid 0.904 → 0.913) and at most
   ``keywords.MAX_TERMS`` terms, the rarest in the index, sent (``llmship.knowledge.keywords``).
-- ``hybrid``: reciprocal-rank fusion, ``Σ 1 / (60 + rank)``, of dense and keyword, the two searches run
-  concurrently (``asyncio.gather``).
+- ``hybrid``: dense and keyword, the two searches run concurrently (``asyncio.gather``), fused by a convex
+  combination of their z-scored scores, ``0.5 · z(dense) + 0.5 · z(keyword)``, a chunk one search did not return
+  getting that list's lowest z (``llmship.knowledge.fusion``; ``FUSION_WEIGHTS``). Reciprocal-rank fusion, the
+  earlier default, added nothing on real data (SciFact dev, ``benchmarks/fusion_study.py``: nDCG@10 dense 0.712,
+  keyword 0.698, RRF 0.719, z-score convex 0.756); the candidates measured are in the README.
 - ``graph``: GraphRAG. The query's entities are found two ways — spaCy NER on the query, its mentions
   normalised like kg_update's linking forms, and a case-insensitive match of every stored entity name and
   alias against the query's word n-grams (the small NER model misses lower-case names, "ashkirk") — then
   expanded to the chunks that MENTION them (weight ``idf(e) = 1 / log2(1 + chunk_count)``, so "Vellmark", said
-  everywhere, counts little) and, one CO_OCCURS hop out, to chunks mentioning their strongest neighbours
-  (weight ``NEIGHBOUR_WEIGHT × w / max w × idf``). That entity ranking is fused with dense and keyword by
-  RRF; a query with no known entity is plain hybrid.
+  everywhere, counts little) and, one hop out, to chunks mentioning their neighbours: the entities nearest the
+  query's in the GCN's entity vectors (weight ``NEIGHBOUR_WEIGHT × cos × idf``; ``GRAPH_NEIGHBOURS``) or, before
+  kg_update has trained it, their strongest CO_OCCURS neighbours (weight ``NEIGHBOUR_WEIGHT × w / max w × idf``). Those entity scores, already on a fixed scale, are added
+  unstandardised to hybrid's fusion (weight ``FUSION_WEIGHTS["graph"]``; ``FUSION_NORM``); a query with no known
+  entity is plain hybrid.
 
 Each retriever contributes ``max(top_k * 4, 20)`` candidates. The fused candidates (the top ``top_k``, or
 the whole pool when a reranker is configured) are read with ONE ``graph.chunks(ids)`` call — embeddings only
@@ -44,6 +49,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from llmship.errors import GraphError, InvalidRequest
+from llmship.knowledge import fusion
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.entities import EntityExtractor, link_type, match_form, normalise, org_core
 from llmship.knowledge.graph import GraphStore
@@ -51,14 +57,25 @@ from llmship.knowledge.keywords import TermStatsCache, select_terms
 
 Mode = Literal["dense", "keyword", "hybrid", "graph"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid", "graph")
-RRF_K = 60
+#: hybrid and graph: the convex fusion of z-scored dense, keyword (and graph) scores (``llmship.knowledge.fusion``)
+FUSION_NORM: dict[str, fusion.Norm] = {"dense": "zscore", "keyword": "zscore", "graph": "none"}
+FUSION_WEIGHTS: dict[str, float] = {"dense": 0.5, "keyword": 0.5, "graph": 0.5}
+FusionLevel = Literal["chunk", "document"]
+#: graph mode's one hop out: the strongest CO_OCCURS neighbours (a Cypher read per query), the entities nearest
+#: the query's in the GCN's vectors (kg_update's ``Entity.graph_embedding``, held in memory with the lexicon), or
+#: both. Measured on the demo eval set (``benchmarks/retrieval_eval.py --graph-neighbours co_occurs,gcn,both``):
+#: the same recall@5 (0.948 each at graph weight 0.5), gcn 37 ms mean vs 55 ms; so gcn, falling back to the
+#: edges while kg_update has written no vectors.
+GraphNeighbours = Literal["co_occurs", "gcn", "both"]
+GRAPH_NEIGHBOURS: GraphNeighbours = "gcn"
+FUSION_LEVEL: FusionLevel = "chunk"  # "document" measured +0.011 nDCG@10 on SciFact, -8.7 recall points on the demo corpus
 NEIGHBOUR_WEIGHT = 0.5  # a chunk reached through one CO_OCCURS hop counts half a direct mention
 MAX_NEIGHBOURS = 10  # strongest co-occurring entities followed per query
 MAX_NGRAM = 6
 COLLECTION_OVERSAMPLE = 4  # a collection filters the fused ranking, so each retriever is asked for 4× more
 _WORD = re.compile(r"\w+")
 ENTITY_LEXICON = "MATCH (e:Entity) RETURN e.key AS key, e.name AS name, e.aliases AS aliases, " \
-                 "e.chunk_count AS chunk_count"
+                 "e.chunk_count AS chunk_count, e.graph_embedding AS graph_embedding"
 DIRECT_MENTIONS = """
 UNWIND $keys AS k
 MATCH (e:Entity {key: k})<-[:MENTIONS]-(c:Chunk)
@@ -83,8 +100,8 @@ CHUNK_TEXTS = "MATCH (c:Chunk) RETURN c.text AS text"
 
 
 class ScoredChunk(BaseModel):
-    """One retrieved chunk. ``score`` orders the result (the mode's own score, RRF for hybrid/graph, the
-    reranker's when one ran); ``scores`` holds every component: ``dense``, ``keyword``, ``graph``, ``rrf``
+    """One retrieved chunk. ``score`` orders the result (the mode's own score, the fused score for hybrid/graph,
+    the reranker's when one ran); ``scores`` holds every component: ``dense``, ``keyword``, ``graph``, ``fused``
     (and the rerankers' names); a retriever that did not find the chunk has no entry."""
 
     chunk_id: str
@@ -165,13 +182,9 @@ class CacheInfo(BaseModel):
     max_size: int
 
 
-def rrf(rankings: Mapping[str, Sequence[str]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal-rank fusion: id → Σ over rankings of 1 / (k + rank), rank from 1."""
-    fused: dict[str, float] = defaultdict(float)
-    for ranking in rankings.values():
-        for rank, cid in enumerate(ranking, start=1):
-            fused[cid] += 1.0 / (k + rank)
-    return dict(fused)
+def doc_of_chunk(chunk_id: str) -> str:
+    """A chunk id's document id (chunk ids are ``<doc id>#<seq>``)."""
+    return chunk_id.rsplit("#", 1)[0]
 
 
 def _tokens(text: str) -> list[str]:
@@ -219,8 +232,11 @@ class _Lexicon:
     def __init__(self, rows: Sequence[dict[str, Any]]) -> None:
         self.forms: dict[str, set[str]] = defaultdict(set)
         self.idf: dict[str, float] = {}
+        vectors: dict[str, np.ndarray] = {}
         for row in rows:
             key = row["key"]
+            if row.get("graph_embedding"):
+                vectors[key] = np.asarray(row["graph_embedding"], dtype=np.float32)
             kind = key.split(":", 1)[0]
             self.idf[key] = idf(row.get("chunk_count"))
             surfaces = {key.split(":", 1)[-1], row.get("name") or "", *(row.get("aliases") or [])}
@@ -230,7 +246,27 @@ class _Lexicon:
                     form = " ".join(_WORD.findall(variant))
                     if len(form) >= 3 and not form.isdigit():
                         self.forms[form].add(key)
+        # the GCN's entity vectors (kg_update), unit length, for graph mode's "gcn" neighbours
+        dims = {len(v) for v in vectors.values()}
+        self.vector_keys = sorted(vectors) if len(dims) == 1 else []
+        matrix = np.stack([vectors[k] for k in self.vector_keys]) if self.vector_keys else np.zeros((0, 0))
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True) if self.vector_keys else np.ones((0, 1))
+        self.vectors = matrix / np.where(norms == 0, 1, norms)
+        self.vector_row = {k: i for i, k in enumerate(self.vector_keys)}
+        self.chunk_counts = {row["key"]: row.get("chunk_count") for row in rows}
         self.loaded_at = time.monotonic()
+
+    def nearest(self, keys: set[str], n: int) -> list[tuple[str, float]]:
+        """The ``n`` entities (not in ``keys``) whose GCN vectors are closest (cosine > 0) to the mean of
+        ``keys``' vectors, with that cosine; [] when kg_update wrote none."""
+        rows = [self.vector_row[k] for k in keys if k in self.vector_row]
+        if not rows:
+            return []
+        query = self.vectors[rows].mean(axis=0)
+        sims = self.vectors @ (query / (np.linalg.norm(query) or 1.0))
+        sims[rows] = -np.inf
+        top = np.argsort(-sims, kind="stable")[:n]
+        return [(self.vector_keys[i], float(sims[i])) for i in top if sims[i] > 0]
 
     def lookup_text(self, text: str) -> set[str]:
         """Keys of entities whose name/alias occurs in ``text`` as whole words (case-insensitive); a match
@@ -263,7 +299,9 @@ class Retriever:
 
     def __init__(self, graph: GraphStore, embedder: Embedder, extractor: EntityExtractor | None = None, *,
                  cache_size: int = 1024, reranker: Any = "default", lexicon_ttl_s: float = 60.0,
-                 version_poll_s: float = 2.0) -> None:
+                 version_poll_s: float = 2.0, fusion_weights: Mapping[str, float] | None = None,
+                 fusion_level: FusionLevel = FUSION_LEVEL,
+                 graph_neighbours: GraphNeighbours = GRAPH_NEIGHBOURS) -> None:
         from llmship.knowledge import rerank
 
         self.graph = graph
@@ -271,6 +309,9 @@ class Retriever:
         self._extractor = extractor
         self._cache = _EmbeddingCache(cache_size)
         self.reranker = rerank.default_reranker() if reranker == "default" else reranker
+        self.fusion_weights = dict(FUSION_WEIGHTS if fusion_weights is None else fusion_weights)
+        self.fusion_level = fusion_level
+        self.graph_neighbours = graph_neighbours
         self.lexicon_ttl_s = lexicon_ttl_s
         self._lexicon: _Lexicon | None = None
         self._lexicon_lock = threading.Lock()
@@ -366,11 +407,18 @@ class Retriever:
         scores: dict[str, float] = defaultdict(float)
         for row in self.graph.read(DIRECT_MENTIONS, keys=ordered):
             scores[row["id"]] += sum(lex.idf.get(k, 1.0) for k in row["keys"])
-        neighbours = self.graph.read(NEIGHBOURS, keys=ordered, n=MAX_NEIGHBOURS)
-        if neighbours:
-            top = max(float(r["weight"] or 0) for r in neighbours) or 1.0
-            weight = {r["key"]: NEIGHBOUR_WEIGHT * float(r["weight"] or 0) / top * idf(r["chunk_count"])
-                      for r in neighbours}
+        weight: dict[str, float] = {}
+        hop = self.graph_neighbours if lex.vector_keys else "co_occurs"  # no GCN vectors yet: the edges
+        if hop in ("co_occurs", "both"):
+            neighbours = self.graph.read(NEIGHBOURS, keys=ordered, n=MAX_NEIGHBOURS)
+            if neighbours:
+                top = max(float(r["weight"] or 0) for r in neighbours) or 1.0
+                weight = {r["key"]: NEIGHBOUR_WEIGHT * float(r["weight"] or 0) / top * idf(r["chunk_count"])
+                          for r in neighbours}
+        if hop in ("gcn", "both"):
+            for key, sim in lex.nearest(keys, MAX_NEIGHBOURS):
+                weight[key] = max(weight.get(key, 0.0), NEIGHBOUR_WEIGHT * sim * idf(lex.chunk_counts.get(key)))
+        if weight:
             for row in self.graph.read(DIRECT_MENTIONS, keys=sorted(weight)):
                 scores[row["id"]] += sum(weight[k] for k in row["keys"])
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
@@ -421,7 +469,9 @@ class Retriever:
         if mode in ("dense", "keyword"):
             fused = {cid: components[mode][cid] for cid in rankings[mode]}
         else:
-            fused = rrf(rankings)
+            fused = (fusion.by_document(components, self.fusion_weights, doc_of_chunk, FUSION_NORM)
+                     if self.fusion_level == "document" else
+                     fusion.convex(components, self.fusion_weights, FUSION_NORM))
         order = sorted(fused, key=lambda cid: (-fused[cid], cid))
         if collection:
             prefix = collection.strip("/") + "/"
@@ -431,7 +481,7 @@ class Retriever:
             return empty
         found = [Candidate(chunk_id=cid, score=fused[cid],
                            scores={name: comp[cid] for name, comp in components.items() if cid in comp}
-                           | ({"rrf": fused[cid]} if mode in ("hybrid", "graph") else {}))
+                           | ({"fused": fused[cid]} if mode in ("hybrid", "graph") else {}))
                  for cid in order]
         found = await self._fill(found, needs)
         info = empty.query

@@ -48,7 +48,8 @@ def stack(tiny_built, tmp_path_factory):
         env = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **TEST_ENGINE_ENV,
                "LLMSHIP_RAG_TOP_K": "2", "LLMSHIP_RAG_MAX_CONTEXT_CHARS": "100",
                "LLMSHIP_RAG_INSTRUCTION": "Cite like [1].", "LLMSHIP_RAG_VERSION_POLL_S": "0.5",
-               "LLMSHIP_RAG_GRAPH_RETRY_S": "1", "LLMSHIP_GATEWAY_AUTH": "true"}
+               "LLMSHIP_RAG_GRAPH_RETRY_S": "1", "LLMSHIP_GATEWAY_AUTH": "true",
+               "LLMSHIP_RAG_RERANKER": "embedding"}  # the default is none; this stack proves the reranker hop
         keys = KeyStore(home / "gateway" / "keys.db")
         env["LLMSHIP_RAG_CHAT_API_KEY"] = keys.issue("llmship-rag", models=[NAME])[1]
         _, user_key = keys.create("tests", models=["rag", "rag:*"])
@@ -129,7 +130,7 @@ def test_retrieve_returns_each_retrievers_scores(stack):
     body = r.json()
     assert r.status_code == 200 and body["reranker"] == "embedding" and len(body["data"]) == 3
     assert body["data"][0]["doc_id"] == "kitchen/buns.md"
-    assert {"dense", "keyword", "rrf", "embedding"} <= set(body["data"][0]["scores"])
+    assert {"dense", "keyword", "fused", "embedding"} <= set(body["data"][0]["scores"])
     bad = httpx.post(f"{stack['url']}/v1/retrieve", headers=stack["auth"], timeout=30,
                      json={"query": "x", "mode": "psychic"})
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "mode"

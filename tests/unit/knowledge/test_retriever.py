@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import numpy as np
 import pytest
 
 from llmship.errors import GraphError
-from llmship.knowledge import dialects
+from llmship.knowledge import dialects, fusion
 from llmship.knowledge.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, run_embedding_refresh
 from llmship.knowledge.graph import GraphSettings, GraphStore
 from llmship.knowledge.kg import run_kg_update
 from llmship.knowledge.rag_eval import evaluate_retrieval
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.retriever import Retriever, doc_of_chunk
 from tests.conftest import free_port
 
 DOCS = {
@@ -82,9 +83,18 @@ def test_hybrid_scores_carry_both_components(built):
     hits = asyncio.run(built.retrieve("Quillbury blue sheep's milk cheese", top_k=2, mode="hybrid"))
     top = hits[0]
     assert top.doc_id == "cheese.md"
-    assert {"dense", "keyword", "rrf"} <= set(top.scores)
-    assert top.score == top.scores["rrf"] == pytest.approx(2 / 61)  # first in both rankings
+    assert {"dense", "keyword", "fused"} <= set(top.scores)
     assert 0.5 < top.scores["dense"] <= 1.0 and top.scores["keyword"] > 0
+    # the fused score is the convex combination of both searches' z-scored lists (n = max(4 * top_k, 20))
+    query = "Quillbury blue sheep's milk cheese"
+    dense, keyword = dict(built._dense(query, 20)), dict(built._keyword(query, 20))
+
+    def z(scores, cid):  # a list of one chunk (only cheese.md holds these words) standardises to 0
+        values = np.array(list(scores.values()))
+        return (scores.get(cid, values.min()) - values.mean()) / values.std() if values.std() > 0 else 0.0
+    assert len(dense) == 5 and len(keyword) >= 1
+    expected = 0.5 * z(dense, top.chunk_id) + 0.5 * z(keyword, top.chunk_id)
+    assert top.score == top.scores["fused"] == pytest.approx(expected)
 
 
 def test_graph_mode_finds_a_chunk_through_an_entity_and_one_co_occurs_hop(built):
@@ -134,11 +144,30 @@ def test_evaluate_retrieval_on_literal_questions(built):
     assert "hybrid" in report.table()
 
 
-def test_default_reranker_rescores_by_embedding(graph, embedder, extractor, built):
-    retriever = Retriever(graph, embedder, extractor)  # reranker="default": the measured best
+def test_default_is_fusion_without_a_reranker(graph, embedder, extractor, built):
+    retriever = Retriever(graph, embedder, extractor)  # reranker="default": none (measured: the re-score hurt)
+    assert retriever.reranker is None
     hits = asyncio.run(retriever.retrieve("Which cheese ripens in limestone caves?", top_k=2, mode="hybrid"))
-    assert hits[0].doc_id == "cheese.md" and {"dense", "keyword", "rrf", "embedding"} <= set(hits[0].scores)
+    assert hits[0].doc_id == "cheese.md" and hits[0].score == hits[0].scores["fused"]
+
+
+def test_embedding_rescore_reorders_the_fused_pool(graph, embedder, extractor, built):
+    from llmship.knowledge.rerank import make_reranker
+
+    retriever = Retriever(graph, embedder, extractor, reranker=make_reranker("embedding"))
+    hits = asyncio.run(retriever.retrieve("Which cheese ripens in limestone caves?", top_k=2, mode="hybrid"))
+    assert hits[0].doc_id == "cheese.md" and {"dense", "keyword", "fused", "embedding"} <= set(hits[0].scores)
     assert hits[0].score == hits[0].scores["embedding"]
+
+
+def test_document_fusion_ranks_a_documents_chunks_together(graph, embedder, extractor, built):
+    retriever = Retriever(graph, embedder, extractor, reranker=None, fusion_level="document")
+    hits = asyncio.run(retriever.retrieve("Which cheese ripens in limestone caves?", top_k=3, mode="hybrid"))
+    query = "Which cheese ripens in limestone caves?"
+    expected = fusion.by_document({"dense": dict(built._dense(query, 20)), "keyword": dict(built._keyword(query, 20))},
+                                  {"dense": 0.5, "keyword": 0.5}, doc_of_chunk)
+    assert hits[0].doc_id == "cheese.md"
+    assert [h.scores["fused"] for h in hits] == pytest.approx(sorted(expected.values(), reverse=True)[:3])
 
 
 def test_cross_encoder_offline_is_one_clear_error():
@@ -168,3 +197,20 @@ def test_a_long_query_sends_the_rarest_terms_and_works(built):
     terms = built.keyword_terms(every_word)
     assert len(terms) == MAX_TERMS
     assert all(stats.df[t] == 1 for t in terms)  # all of them are in one chunk only
+
+
+def test_graph_mode_can_hop_through_the_gcns_entity_vectors(graph, embedder, extractor, built):
+    run_kg_update(graph, extractor, embed=True, progress=False)  # trains the GCN, writes Entity.graph_embedding
+    retriever = Retriever(graph, embedder, extractor, reranker=None, graph_neighbours="gcn")
+    keys = retriever.query_entities("what did oswin thackeray do?")
+    stored = {r["key"]: np.asarray(r["v"], dtype=np.float64) for r in graph.read(
+        "MATCH (e:Entity) WHERE e.graph_embedding IS NOT NULL RETURN e.key AS key, e.graph_embedding AS v")}
+    unit = {k: v / np.linalg.norm(v) for k, v in stored.items()}
+    centre = np.mean([unit[k] for k in keys], axis=0)
+    centre /= np.linalg.norm(centre)
+    expected = sorted(((k, float(unit[k] @ centre)) for k in unit if k not in keys), key=lambda kv: -kv[1])
+    nearest = retriever._lexicon_now().nearest(keys, 3)
+    assert nearest and [k for k, _ in nearest] == [k for k, s in expected[:3] if s > 0]
+    assert [s for _, s in nearest] == pytest.approx([s for k, s in expected[:len(nearest)]], abs=1e-5)
+    hits = asyncio.run(retriever.retrieve("what did oswin thackeray do?", top_k=5, mode="graph"))
+    assert hits[0].doc_id == "lighthouse.md" and hits[0].scores["graph"] > 0

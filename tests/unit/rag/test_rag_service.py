@@ -78,7 +78,7 @@ def corpus(graph, embedder, tmp_path):
 
 def _rag(graph, embedder, chat_app, **settings) -> RagService:
     retriever = Retriever(graph, embedder, reranker=None, version_poll_s=0.0)
-    return RagService(LocalRetrieval(retriever), LocalRerank(make_reranker("default")), _upstream(chat_app),
+    return RagService(LocalRetrieval(retriever), LocalRerank(make_reranker("embedding")), _upstream(chat_app),
                       RagSettings(**(SETTINGS | settings)))
 
 
@@ -123,7 +123,7 @@ def test_answer_cites_stored_chunks_and_the_sdk_reads_it(corpus, embedder, chat_
         assert (c["doc_id"], c["text"]) == (stored["doc_id"], stored["text"])
         assert (c["start_char"], c["end_char"]) == (stored["start"], stored["end"])
         assert DOCS[c["doc_id"]][c["start_char"]:c["end_char"]].strip() == c["text"].strip()
-        assert set(c["scores"]) >= {"rrf", "embedding"} and isinstance(c["cited"], bool)
+        assert set(c["scores"]) >= {"fused", "embedding"} and isinstance(c["cited"], bool)
 
 
 def test_stream_ends_with_a_citations_event(corpus, embedder, chat_app):
@@ -179,7 +179,7 @@ def test_retrieve_endpoint_scores_modes_and_collections(corpus, embedder, chat_a
     body = hybrid.json()
     assert hybrid.status_code == 200 and body["reranker"] == "embedding" and body["knowledge_version"] == "v1"
     assert body["data"][0]["doc_id"] == "kitchen/buns.md" and len(body["data"]) == 3
-    assert {"dense", "keyword", "rrf", "embedding"} <= set(body["data"][0]["scores"])
+    assert {"dense", "keyword", "fused", "embedding"} <= set(body["data"][0]["scores"])
     assert [r["rank"] for r in body["data"]] == [1, 2, 3]
     assert dense.json()["reranker"] is None and set(dense.json()["data"][0]["scores"]) == {"dense"}
     assert {r["doc_id"].split("/")[0] for r in only.json()["data"]} == {"harbour"}

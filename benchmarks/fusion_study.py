@@ -1,0 +1,128 @@
+"""Fusion candidates for hybrid retrieval, measured on a BEIR folder (issue 15: "fusion that earns its name").
+
+Loads the BEIR folder into a throwaway embedded ArcadeDB with the code ``llmship eval retrieval`` uses, asks the
+graph's own dense (vector index) and keyword (full-text, ``keywords.select_terms``) searches once per query for
+``--pool`` chunks each, then scores fusion functions over those same two lists offline, so every candidate
+sees identical inputs (Bruch et al., 2023, "An Analysis of Fusion Functions for Hybrid Retrieval"):
+
+- ``rrf``: Σ 1 / (60 + rank) (the old default);
+- ``minmax α``: α·dense + (1-α)·keyword, each list's scores min-max scaled to [0, 1], a missing score = 0;
+- ``zscore α``: the same with each list's scores standardised (mean 0, sd 1), a missing score = the list's min;
+- ``... doc``: the same after folding each list to documents (a document's score = its best chunk's), the
+  fused document ranking then expanded back to its chunks.
+
+Chunk rankings are folded to documents in first-appearance order, as ``llmship eval retrieval`` scores them.
+
+    python benchmarks/fusion_study.py --beir ../shared/data/scifact-dev [--pool 40] [--cache PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.knowledge_bench import embedded_graph
+from llmship.knowledge import fusion
+from llmship.knowledge.beir import load_beir
+from llmship.knowledge.cache import EmbeddingCache
+from llmship.knowledge.embedder import Embedder
+from llmship.knowledge.retrieval_eval import doc_ranking, load_collection, score_run
+from llmship.knowledge.retriever import Retriever
+
+
+def _doc_fold(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    best: dict[str, float] = {}
+    for cid, score in hits:
+        doc = cid.split("#", 1)[0]
+        best[doc] = max(best.get(doc, -np.inf), score)
+    return sorted(best.items(), key=lambda kv: -kv[1])
+
+
+def _convex(norm: str, alpha: float, by_doc: bool, dense: list, keyword: list) -> list[str]:
+    if by_doc:
+        dense, keyword = _doc_fold(dense), _doc_fold(keyword)
+    return _order(fusion.convex({"dense": dict(dense), "keyword": dict(keyword)},
+                                {"dense": alpha, "keyword": 1 - alpha}, norm))
+
+
+def candidates(alphas: list[float]) -> dict:
+    out = {"dense": lambda d, k: [c for c, _ in d], "keyword": lambda d, k: [c for c, _ in k],
+           "rrf": lambda d, k: _order(fusion.rrf({"d": [c for c, _ in d], "k": [c for c, _ in k]}))}
+    for norm in fusion.NORMS:
+        for a in alphas:
+            out[f"{norm} {a:.1f}"] = partial(_convex, norm, a, False)
+            out[f"{norm} {a:.1f} doc"] = partial(_convex, norm, a, True)
+    return out
+
+
+def _order(scores: dict[str, float]) -> list[str]:
+    return sorted(scores, key=lambda cid: (-scores[cid], cid))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--beir", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--pool", type=int, default=40, help="chunks asked of each search per query")
+    parser.add_argument("--alphas", default="0.3,0.4,0.5,0.6,0.7", help="dense weights tried")
+    parser.add_argument("--cache", default="/tmp/llmship-fusion-study-embeddings.sqlite")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for embedding")
+    args = parser.parse_args()
+
+    dataset = load_beir(args.beir, args.split)
+    embedder = Embedder.load(threads=args.threads)
+    with embedded_graph() as graph, EmbeddingCache(Path(args.cache)) as cache:
+        started = time.perf_counter()
+        corpus = load_collection(dataset, graph, embedder, cache)
+        print(f"{dataset.name}: {len(dataset.documents)} documents, {corpus.chunk_count} chunks, "
+              f"{len(dataset.queries)} queries, loaded in {time.perf_counter() - started:.0f}s, pool {args.pool}")
+        retriever = Retriever(graph, embedder, reranker=None)
+        retriever.term_stats.get(wait=True)
+        lists = {qid: (retriever._dense(text, args.pool), retriever._keyword(text, args.pool))
+                 for qid, text in dataset.queries.items()}
+        cosines = {}  # qid -> chunk id -> cos(query, chunk), for the embedding re-score
+        for qid, text in dataset.queries.items():
+            q = retriever.embed_query(text)
+            ids = sorted({c for c, _ in lists[qid][0]} | {c for c, _ in lists[qid][1]})
+            rows = graph.chunks(ids, ids)
+            cosines[qid] = {r["id"]: float(np.dot(r["embedding"], q) / (np.linalg.norm(r["embedding"])
+                                                                        * np.linalg.norm(q))) for r in rows}
+    alphas = [float(a) for a in args.alphas.split(",")]
+    rows = []
+    for name, fuse in candidates(alphas).items():
+        for rescored in (False, True):
+            if rescored and not (name in ("rrf", "dense", "keyword") or name.startswith("zscore 0.5")):
+                continue
+            run = {}
+            for qid, (dense, keyword) in lists.items():
+                order = fuse(dense, keyword)
+                if rescored:  # rerank.EmbeddingRescore: RRF of the fused order and the cosine order
+                    cos = cosines[qid]
+                    if "doc" in name:
+                        order = [c for d in order for c in sorted(cos) if c.split("#", 1)[0] == d]
+                    by_cos = {c: r for r, c in enumerate(sorted(order, key=lambda c: -cos.get(c, -1)), 1)}
+                    prior = {c: 1 / (60 + r) + 1 / (60 + by_cos[c]) for r, c in enumerate(order, 1)}
+                    order = sorted(order, key=lambda c: -prior[c])
+                run[qid] = doc_ranking([dataset.corpus_id(cid.split("#", 1)[0]) for cid in order])
+            rows.append((name + (" + re-score" if rescored else ""), score_run(dataset.qrels, run)))
+    width = max(len(n) for n, _ in rows)
+    print(f"{'fusion':<{width}}  nDCG@10  R@10   MRR@10")
+    by = defaultdict(float)
+    for name, m in rows:
+        by[name] = m["ndcg@10"]
+        print(f"{name:<{width}}  {m['ndcg@10']:.3f}    {m['recall@10']:.3f}  {m['mrr@10']:.3f}")
+    best_single = max(by["dense"], by["keyword"])
+    best = max(by, key=by.get)
+    print(f"best: {best} {by[best]:.3f} ({by[best] - best_single:+.3f} over the best single mode)")
+
+
+if __name__ == "__main__":
+    main()
