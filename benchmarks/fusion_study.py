@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
-from llmship.knowledge import fusion
+from llmship.knowledge import fusion, keywords
 from llmship.knowledge.beir import load_beir
 from llmship.knowledge.cache import EmbeddingCache
 from llmship.knowledge.embedder import Embedder
@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--alphas", default="0.3,0.4,0.5,0.6,0.7", help="dense weights tried")
     parser.add_argument("--cache", default="/tmp/llmship-fusion-study-embeddings.sqlite")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for embedding")
+    parser.add_argument("--max-df", default=str(keywords.MAX_DF),
+                        help="keyword side: drop terms in more than this share of chunks; several: compared")
     args = parser.parse_args()
 
     dataset = load_beir(args.beir, args.split)
@@ -86,8 +88,15 @@ def main() -> None:
               f"{len(dataset.queries)} queries, loaded in {time.perf_counter() - started:.0f}s, pool {args.pool}")
         retriever = Retriever(graph, embedder, reranker=None)
         retriever.term_stats.get(wait=True)
-        lists = {qid: (retriever._dense(text, args.pool), retriever._keyword(text, args.pool))
-                 for qid, text in dataset.queries.items()}
+        dense_lists = {qid: retriever._dense(text, args.pool) for qid, text in dataset.queries.items()}
+        runs = {}
+        for max_df in [float(x) for x in args.max_df.split(",")]:
+            keywords.MAX_DF = max_df
+            runs[max_df] = {qid: (dense_lists[qid], retriever._keyword(text, args.pool))
+                            for qid, text in dataset.queries.items()}
+            terms = np.mean([len(retriever.keyword_terms(t)) for t in dataset.queries.values()])
+            print(f"max_df {max_df}: {terms:.1f} keyword terms per query on average")
+        lists = runs[max(runs)]
         cosines = {}  # qid -> chunk id -> cos(query, chunk), for the embedding re-score
         for qid, text in dataset.queries.items():
             q = retriever.embed_query(text)
@@ -119,6 +128,16 @@ def main() -> None:
     for name, m in rows:
         by[name] = m["ndcg@10"]
         print(f"{name:<{width}}  {m['ndcg@10']:.3f}    {m['recall@10']:.3f}  {m['mrr@10']:.3f}")
+    if len(runs) > 1:
+        print("keyword terms' document-frequency cut (keywords.MAX_DF): nDCG@10 keyword alone / zscore 0.5")
+        for max_df, per_query in runs.items():
+            scored = {}
+            for label, fuse in (("keyword", lambda d, k: [c for c, _ in k]),
+                                ("zscore", partial(_convex, "zscore", 0.5, False))):
+                run = {qid: doc_ranking([dataset.corpus_id(c.split("#", 1)[0]) for c in fuse(d, k)])
+                       for qid, (d, k) in per_query.items()}
+                scored[label] = score_run(dataset.qrels, run)["ndcg@10"]
+            print(f"  max_df {max_df}: {scored['keyword']:.3f} / {scored['zscore']:.3f}")
     best_single = max(by["dense"], by["keyword"])
     best = max(by, key=by.get)
     print(f"best: {best} {by[best]:.3f} ({by[best] - best_single:+.3f} over the best single mode)")

@@ -71,6 +71,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
+from llmship.knowledge import keywords
 from llmship.knowledge.graph import GraphStore
 from llmship.knowledge.keywords import STOP_WORDS
 from llmship.knowledge.rerank import make_reranker
@@ -322,7 +323,8 @@ def grow(graph: GraphStore, corpus: SyntheticCorpus, start: int, stop: int, matr
 
 async def _measure_size(graph: GraphStore, size: int, matrix: np.ndarray, queries: Sequence[SyntheticQuery], *,
                         top_k: int, warmup: int, concurrency: int,
-                        real: dict[str, Sequence[SyntheticQuery]] | None = None) -> list[dict[str, Any]]:
+                        real: dict[str, Sequence[SyntheticQuery]] | None = None,
+                        max_dfs: Sequence[float] = (keywords.MAX_DF,)) -> list[dict[str, Any]]:
     real = real or {}
     vectors = {q.text: q.vector for q in [*queries, *(q for qs in real.values() for q in qs)]}
     retrievers = {"none": Retriever(graph, _NotAnEmbedder(), cache_size=len(vectors) + 1, reranker=None),
@@ -355,9 +357,16 @@ async def _measure_size(graph: GraphStore, size: int, matrix: np.ndarray, querie
             dense_ids = ids
     for name, qs in real.items():
         words = np.mean([len(q.text.split()) for q in qs])
-        for mode, reranker in (("keyword", "none"), ("hybrid", "none"), ("hybrid", "embedding")):
-            times, _ = await _timed_retrieve(retrievers[reranker], qs, mode, top_k, min(warmup, len(qs)))
-            row(mode, reranker, times, queries=name, note=f"{len(qs)} queries of {words:.0f} words on average")
+        for max_df in max_dfs:
+            keywords.MAX_DF = max_df
+            terms = np.mean([len(retrievers["none"].keyword_terms(q.text)) for q in qs])
+            combos = (("keyword", "none"), ("hybrid", "none"), ("hybrid", "embedding"))
+            for mode, reranker in combos if max_df == max_dfs[0] else combos[:2]:
+                times, _ = await _timed_retrieve(retrievers[reranker], qs, mode, top_k, min(warmup, len(qs)))
+                row(mode, reranker, times, queries=name if max_df == max_dfs[0] else f"{name}@{max_df:g}",
+                    note=f"{len(qs)} queries of {words:.0f} words, {terms:.1f} keyword terms on average "
+                         f"(max_df {max_df:g})")
+        keywords.MAX_DF = max_dfs[0]
     for reranker, r in retrievers.items():
         info = r.cache_info()
         if info.misses:
@@ -379,7 +388,8 @@ async def _measure_size(graph: GraphStore, size: int, matrix: np.ndarray, querie
 
 def retrieval_latency(sizes: Sequence[int], queries: Sequence[SyntheticQuery], *, corpus: SyntheticCorpus,
                       top_k: int = 5, warmup: int = 20, concurrency: int = 8, batch_size: int = 1000,
-                      settle_timeout_s: float = 600.0, claims: Sequence[str] = ()) -> list[dict[str, Any]]:
+                      settle_timeout_s: float = 600.0, claims: Sequence[str] = (),
+                      max_dfs: Sequence[float] = (keywords.MAX_DF,)) -> list[dict[str, Any]]:
     """The retrieval section (see the module docstring): one embedded ArcadeDB grown to each of ``sizes`` in
     turn; per size a ``write`` row, an ``index`` row (the first vector query right after the writes, and how
     long the vector index took to settle: its HNSW graph is built in the background), ``latency`` rows (per mode,
@@ -420,7 +430,7 @@ def retrieval_latency(sizes: Sequence[int], queries: Sequence[SyntheticQuery], *
             if corpus.texts:
                 real["sampled"] = corpus.sampled_queries(len(queries), size)
             rows += asyncio.run(_measure_size(graph, size, matrix, queries, top_k=top_k, warmup=warmup,
-                                              concurrency=concurrency, real=real))
+                                              concurrency=concurrency, real=real, max_dfs=max_dfs))
             rows.append({"size": size, "kind": "load", "before": load_before, "after": os.getloadavg(),
                          "note": "os.getloadavg() (1, 5, 15 min) around the measurements; the machine is shared"})
     return rows
@@ -572,6 +582,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a BEIR folder: chunk texts are windows of its documents and its queries are timed too, "
                              "with passages cut from the chunks (default: ../shared/data/scifact-dev when present; "
                              "'' for made-up words only)")
+    parser.add_argument("--max-df", default=str(keywords.MAX_DF),
+                        help="keyword terms' document-frequency cut(s) for the real-length queries, e.g. 1,0.1,0.05 "
+                             "(the first is the main row; keywords.MAX_DF)")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--rag-url", default=None,
                         help="a running RAG service (e.g. http://127.0.0.1:3001): adds the end-to-end TTFT section")
@@ -595,7 +608,7 @@ def main(argv: list[str] | None = None) -> None:
         results["retrieval"] = retrieval_latency(sizes, queries, corpus=corpus, top_k=args.top_k,
                                                  warmup=args.warmup, concurrency=args.concurrency,
                                                  batch_size=args.batch_size, settle_timeout_s=args.settle_timeout,
-                                                 claims=claims)
+                                                 claims=claims, max_dfs=[float(x) for x in args.max_df.split(",")])
         print_retrieval(results["retrieval"])
     if args.rag_url:
         from llmship.knowledge.rag_eval_set import load_questions

@@ -34,8 +34,8 @@ is often not the one mentioning it most; MMR pushes out the near-duplicate chunk
 That table was measured when hybrid was reciprocal-rank fusion, and ``embedding`` was the default then. Since
 hybrid fuses z-scored scores (``llmship.knowledge.fusion``) it already weighs the cosine, and the re-score
 counting it a second time hurts (``benchmarks/retrieval_eval.py --rerankers none,embedding``, demo corpus,
-recall@5 none → embedding: dense 0.904 → 0.904, keyword 0.904 → 0.930, hybrid 0.948 → 0.913, graph 0.948 →
-0.922; SciFact dev, ``benchmarks/fusion_study.py --pool 120``, nDCG@10: keyword 0.698 → 0.718, hybrid 0.752 →
+recall@5 none → embedding: dense 0.904 → 0.904, keyword 0.904 → 0.930, hybrid 0.948 → 0.913, graph (its weights z-scored then) 0.948
+→ 0.922; SciFact dev, ``benchmarks/fusion_study.py --pool 120``, nDCG@10: keyword 0.698 → 0.718, hybrid 0.752 →
 0.734). So ``DEFAULT_RERANKER = "none"`` (which also saves reading the candidates' embeddings over Bolt); the
 re-score stays available, and helps where one search runs alone (``keyword``).
 """
