@@ -253,7 +253,6 @@ class _Lexicon:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True) if self.vector_keys else np.ones((0, 1))
         self.vectors = matrix / np.where(norms == 0, 1, norms)
         self.vector_row = {k: i for i, k in enumerate(self.vector_keys)}
-        self.chunk_counts = {row["key"]: row.get("chunk_count") for row in rows}
         self.loaded_at = time.monotonic()
 
     def nearest(self, keys: set[str], n: int) -> list[tuple[str, float]]:
@@ -417,7 +416,7 @@ class Retriever:
                           for r in neighbours}
         if hop in ("gcn", "both"):
             for key, sim in lex.nearest(keys, MAX_NEIGHBOURS):
-                weight[key] = max(weight.get(key, 0.0), NEIGHBOUR_WEIGHT * sim * idf(lex.chunk_counts.get(key)))
+                weight[key] = max(weight.get(key, 0.0), NEIGHBOUR_WEIGHT * sim * lex.idf[key])
         if weight:
             for row in self.graph.read(DIRECT_MENTIONS, keys=sorted(weight)):
                 scores[row["id"]] += sum(weight[k] for k in row["keys"])
