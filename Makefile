@@ -64,8 +64,9 @@ browser:
 test: setup browser
 	@$(ENV) python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup browser
-	@$(ENV) python -m pytest -m "not slow" $(PYTEST_ARGS)
+# the unit suite only (tests/unit, marker `unit`): the core library on real local parts, no bentoml serve
+test-fast: setup
+	@$(ENV) python -m pytest -m unit $(PYTEST_ARGS)
 
 serve-stop: setup
 	@$(ENV) llmship serve stop
@@ -102,7 +103,7 @@ fuzz: setup
 	@$(ENV) python -m pytest tests/reliability/test_fuzz.py $(PYTEST_ARGS)
 
 reliability: setup
-	@$(ENV) python -m pytest tests/reliability $(PYTEST_ARGS)
+	@$(ENV) python -m pytest -m reliability $(PYTEST_ARGS)
 
 clean:
 	-@$(ENV) llmship serve stop >/dev/null 2>&1 || true

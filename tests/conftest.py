@@ -13,14 +13,46 @@ from pathlib import Path
 import pytest
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="llmship-test-home-"))
-os.environ["LLMSHIP_HOME"] = str(_SESSION_HOME)
-os.environ.pop("MLFLOW_TRACKING_URI", None)
+# Every variable that points at state: scripts/env.sh (which `make test` sources) aims ZENML_CONFIG_PATH and
+# BENTOML_HOME at the checkout's own .llmship/, so without this the tests would read and write a user's stacks and
+# Bentos. Set before any test module imports llmship, zenml or bentoml; put back at the end of the session.
+_ISOLATED = {
+    "LLMSHIP_HOME": str(_SESSION_HOME),
+    "ZENML_CONFIG_PATH": str(_SESSION_HOME / "zenml"),
+    "BENTOML_HOME": str(_SESSION_HOME / "bentoml"),
+    "MLFLOW_TRACKING_URI": None,
+}
+_SAVED_ENV = {name: os.environ.get(name) for name in _ISOLATED}
+for _name, _value in _ISOLATED.items():
+    if _value is None:
+        os.environ.pop(_name, None)
+    else:
+        os.environ[_name] = _value
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = (REPO / "data/eval/heldout.txt").read_text()
+SUITES = ("unit", "integration", "reliability", "e2e")  # tests/<suite>/: each test is marked with its folder's name
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Put the state variables back as the session found them (a caller running pytest in-process keeps its own)."""
+    for name, value in _SAVED_ENV.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment():
+    """Fail loudly if a test left a state variable pointing elsewhere (it must use ``home``/``llmship_home``)."""
+    yield
+    moved = {name: os.environ.get(name) for name, value in _ISOLATED.items()
+             if value is not None and os.environ.get(name) != value}  # MLflow may export the URI it was given
+    assert not moved, f"tests left state variables changed: {moved}"
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +101,12 @@ def _close_engine_host() -> None:
         _ENGINE_HOST.pop().close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the markers must be on the items by then
 def pytest_collection_modifyitems(items):
+    for item in items:  # the suite marker from the folder: `pytest -m unit` (make test-fast), `-m "not e2e"`, ...
+        suite = item.path.relative_to(REPO / "tests").parts[0]
+        if suite in SUITES:
+            item.add_marker(suite)
     users = [item for item in items if "engine_host" in getattr(item, "fixturenames", ())]
     _LAST_ENGINE_TEST[:] = users[-1:]
 

@@ -11,7 +11,6 @@ One module-scoped LLMSHIP_HOME holds the whole story, in order:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import yaml
 
 from tests.conftest import REPO, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.timeout(2400)  # four whole deploys; the first builds every cache
 NAME = "gemma3-270m"
 RAG_PORT: list[int] = []  # the story's RAG service port (one for all runs: a re-run replaces that server)
 
@@ -66,19 +65,20 @@ def story(tmp_path_factory):
     subprocess.run(["llmship", "serve", "stop"], cwd=REPO, env=env, capture_output=True)
 
 
-def _registry(env):
-    os.environ["LLMSHIP_HOME"] = env["LLMSHIP_HOME"]
+def _registry(env, monkeypatch):
+    """The story's registry, read in this process: LLMSHIP_HOME points at the story's home for this test only."""
+    monkeypatch.setenv("LLMSHIP_HOME", env["LLMSHIP_HOME"])
     from llmship.registry import ModelRegistry
 
     return ModelRegistry()
 
 
-def test_1_first_deploy_serves_a_validated_champion(story):
+def test_1_first_deploy_serves_a_validated_champion(story, monkeypatch):
     env, tmp, port, _home = story
     result = _run(env, _config(tmp, port))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    registry = _registry(env)
+    registry = _registry(env, monkeypatch)
     champion = registry.by_alias(NAME, "champion")
     assert champion is not None and champion.version == "1"
     assert champion.tags["validation_status"] == "passed"
@@ -115,14 +115,14 @@ def test_1_first_deploy_serves_a_validated_champion(story):
     assert not (REPO / "mlruns").exists()
 
 
-def test_2_failing_gate_never_yields_champion_and_does_not_ship(story):
+def test_2_failing_gate_never_yields_champion_and_does_not_ship(story, monkeypatch):
     env, tmp, port, _home = story
     result = _run(env, _config(tmp, port, max_perplexity=1.0))
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "is not released: perplexity" in output
 
-    registry = _registry(env)
+    registry = _registry(env, monkeypatch)
     failed = registry.get(NAME, "2")
     assert failed.aliases == ["challenger"]
     assert failed.tags["validation_status"] == "failed"
@@ -132,11 +132,11 @@ def test_2_failing_gate_never_yields_champion_and_does_not_ship(story):
     assert served.headers["x-llmship-model-version"] == f"{NAME}/1"
 
 
-def test_3_rerun_promotes_and_replaces_the_server(story):
+def test_3_rerun_promotes_and_replaces_the_server(story, monkeypatch):
     env, tmp, port, home = story
     result = _run(env, _config(tmp, port))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    registry = _registry(env)
+    registry = _registry(env, monkeypatch)
     assert registry.by_alias(NAME, "champion").version == "3"
     assert registry.by_alias(NAME, "previous").version == "1"
     assert registry.by_alias(NAME, "challenger").version == "2"
@@ -146,7 +146,7 @@ def test_3_rerun_promotes_and_replaces_the_server(story):
     assert summary["model_version"] == "3" and summary["previous"] == "1"
 
 
-def test_4_rollback_serves_previous_and_status_shows_it(story):
+def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
     """`llmship rollback` moves champion back to version 1 and restarts the chat service on the same Bento (the RAG
     service keeps running); a failed challenger is never a rollback target; a second rollback undoes."""
     env, _, port, home = story
@@ -165,7 +165,7 @@ def test_4_rollback_serves_previous_and_status_shows_it(story):
     done = cli("rollback")
     assert done.returncode == 0, done.stderr
     assert "champion is now version 1 (was 3" in done.stdout and f"bento {bento} (reused)" in done.stdout
-    registry = _registry(env)
+    registry = _registry(env, monkeypatch)
     assert registry.by_alias(NAME, "champion").version == "1"
     assert registry.by_alias(NAME, "previous").version == "3"
     served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)

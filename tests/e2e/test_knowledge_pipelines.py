@@ -18,7 +18,7 @@ import yaml
 from tests.conftest import REPO, free_port
 from tests.e2e.test_deploy_llm import _env
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.timeout(1800)  # whole pipeline runs through zenml
 SUBFOLDERS = ("people", "companies", "towns", "notes", "attachments")
 
 

@@ -105,7 +105,9 @@ def sigkill(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+    deadline = time.monotonic() + 60
     while procs.alive(pid):
+        assert time.monotonic() < deadline, f"the graph server (pid {pid}) outlived SIGKILL by 60 s"
         time.sleep(0.02)
 
 

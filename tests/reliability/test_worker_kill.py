@@ -8,7 +8,8 @@ holds streams is SIGKILLed after every stream has its first tokens, with at leas
 
 Proved here:
 - no stream hangs: every client ends within its timeouts, either complete (finish_reason ``length``, usage with
-  exactly max_tokens, ``[DONE]``) or with an error — and the killed worker's streams error promptly;
+  exactly max_tokens, ``[DONE]``) or with an error — and the killed worker's streams error before the surviving
+  worker has finished a single one of its streams;
 - every stream on the surviving worker finishes complete, untouched by the other's death;
 - BentoML's process manager (circus) starts a new process for the killed worker (same worker id, new pid) —
   measured, not assumed: without it this test fails — and that new process loads the model and answers;
@@ -34,7 +35,6 @@ from tests.reliability.conftest import NAME, answering_pids, chat_server, chat_w
 MAX_TOKENS = 800  # with ignore_eos: seconds per stream on the tiny model (the window is 1,024 tokens)
 FIRST_STREAMS = 8
 EXTRA_STREAMS = 8  # opened one by one only if the kernel put every first stream on the same worker
-FAIL_PROMPTLY_S = 5.0
 RESPAWN_WAIT_S = 30.0
 READY_WAIT_S = 90.0
 
@@ -161,11 +161,17 @@ def test_sigkill_one_worker_mid_stream(server):
               f"{r.content_chunks} chunks, finish {r.finish}, done {r.done}, "
               f"ended {r.ended_at - killed_at:+.2f}s after the kill, error {r.error}")
 
-    # the killed worker's streams: each one failed (it was mid-stream), promptly, visibly to the client
+    # the killed worker's streams: each one failed (it was mid-stream), promptly, visibly to the client. "Promptly"
+    # is measured against this run's own baseline, not a fixed number of seconds: a killed stream must end before
+    # the first stream on the surviving worker, which still had hundreds of tokens to decode, has finished them
+    # (a stream that hung until a client timeout would end long after every survivor)
     assert on_victim and on_survivor
+    first_survivor_done = min(r.ended_at for r in on_survivor)
     for r in on_victim:
         assert r.complete or r.error is not None, f"stream {r.index} ended silently incomplete: {r}"
-        assert r.ended_at - killed_at <= FAIL_PROMPTLY_S, f"stream {r.index} took too long to fail"
+        assert r.ended_at <= first_survivor_done, (
+            f"stream {r.index} took {r.ended_at - killed_at:.1f}s to fail, longer than the surviving worker took "
+            f"to finish a stream ({first_survivor_done - killed_at:.1f}s)")
     assert any(r.error for r in on_victim), "the kill did not interrupt any stream"
     # the surviving worker's streams: all finished, complete
     for r in on_survivor:
