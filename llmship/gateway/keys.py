@@ -161,6 +161,10 @@ class KeyStore:
                         models=sorted(set(models)) if models else None,
                         expires_at=now + expires_in_s if expires_in_s else None)
         with self._lock:
+            # a revoked key gives its name up (renamed "<name>~revoked-<id>", kept for the audit trail and `keys
+            # list`): names are unique among keys that can still work, as in OpenAI's and LiteLLM's key lists
+            self._db.execute("UPDATE keys SET name = name || '~revoked-' || id WHERE name = ? AND revoked_at IS NOT NULL",
+                             (name,))
             try:
                 self._db.execute(
                     "INSERT INTO keys (id, name, salt, hash, created_at, expires_at, rpm, tpm, max_parallel, models, "

@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -52,7 +53,7 @@ def test_a_tampered_secret_is_401(store):
         store.verify(key[:-1] + ("A" if key[-1] != "A" else "B"))
 
 
-def test_revoke_rotate_and_expiry(store):
+def test_revoke_rotate_and_expiry(store, monkeypatch):
     _, key = store.create("a", rpm=5)
     _, new = store.rotate("a")
     with pytest.raises(AuthenticationError):
@@ -63,11 +64,25 @@ def test_revoke_rotate_and_expiry(store):
         store.verify(new)
     with pytest.raises(KeyRequestError):
         store.rotate("a")
-    _, short = store.create("short", expires_in_s=0.2)
+    _, short = store.create("short", expires_in_s=60)
     assert store.verify(short)
-    time.sleep(0.3)
+    later = time.time() + 61  # the store's clock moved past the expiry (no sleeping on a busy machine)
+    monkeypatch.setattr(keys_module, "time", SimpleNamespace(time=lambda: later))
     with pytest.raises(AuthenticationError, match="expired"):
         store.verify(short)
+
+
+def test_a_revoked_keys_name_can_be_used_again(store):
+    old_record, old = store.create("team", rpm=5)
+    with pytest.raises(KeyRequestError, match="exists; revoke or rotate it"):
+        store.create("team")  # while the key can still work, its name is taken
+    store.revoke("team")
+    record, new = store.create("team", rpm=7)
+    assert store.verify(new).rpm == 7 and store.get("team").id == record.id != old_record.id
+    with pytest.raises(AuthenticationError, match="revoked"):
+        store.verify(old)  # the old key stays revoked, kept under a new name for the audit trail
+    names = {k.name: k for k in store.list()}
+    assert names[f"team~revoked-{old_record.id}"].revoked_at is not None and names["team"].revoked_at is None
 
 
 def test_model_allow_list_is_403(store):
@@ -103,7 +118,9 @@ def test_cli_prints_the_key_once_and_manages_it(home):
     assert "ci" in listed.stdout and key not in listed.stdout and "active" in listed.stdout
     assert run_cli(home, "keys", "revoke", "ci").returncode == 0
     assert "revoked" in run_cli(home, "keys", "list").stdout
-    assert_one_error_line(run_cli(home, "keys", "create", "--name", "ci"), "exists")
+    again = run_cli(home, "keys", "create", "--name", "ci")  # a revoked key's name is free again
+    assert again.returncode == 0 and again.stdout.strip().startswith("sk-llmship-"), again.stderr
+    assert_one_error_line(run_cli(home, "keys", "create", "--name", "ci"), "exists; revoke or rotate it")
     assert_one_error_line(run_cli(home, "keys", "revoke", "nope"), "no key named 'nope'")
     assert_one_error_line(run_cli(home, "keys", "create", "--name", "x", "--expires", "soon"), "bad duration")
     assert "requests" in run_cli(home, "keys", "usage").stdout
