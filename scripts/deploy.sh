@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make deploy: run the deploy_llm pipeline, keep the full log, and end with one clear line.
+# make deploy: run the deploy_llm pipeline, keep the full log, print one line per step and end
+# with one clear line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -7,7 +8,9 @@ config="${1:-configs/deploy_llm.yaml}"
 log="$LLMSHIP_HOME/logs/deploy-$(date +%Y%m%d-%H%M%S).log"
 mkdir -p "$(dirname "$log")"
 start=$(date +%s)
-if zenml pipeline run pipelines.deploy_llm.deploy_llm -c "$config" -s llmship 2>&1 | tee "$log"; then
+# one line per step on the terminal (scripts/step_progress.py), everything in the log
+if ZENML_LOGGING_VERBOSITY=INFO zenml pipeline run pipelines.deploy_llm.deploy_llm -c "$config" -s llmship 2>&1 \
+    | python3 scripts/step_progress.py "$log"; then
   llmship serve info --elapsed $(( $(date +%s) - start ))
 else
   # The core raises llmship.errors.* with a complete one-line message; show the last one.

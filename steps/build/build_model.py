@@ -15,4 +15,6 @@ from steps._secrets import load_secrets
 def build_model(config: BuildConfig) -> Annotated[BuiltModel, ArtifactConfig(name="built_model",
                                                                               artifact_type=ArtifactType.MODEL)]:
     load_secrets()  # HF_TOKEN for a gated Hub model
-    return build_model_core(config.source, dtype=config.dtype)
+    built = build_model_core(config.source, dtype=config.dtype)
+    print(f"result: {built.source} -> {built.model_type}, {built.num_parameters / 1e6:.0f}M parameters, {built.dtype}")
+    return built

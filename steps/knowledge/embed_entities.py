@@ -15,6 +15,6 @@ def embed_entities(kg_report: KgReport, gcn: GcnConfig) -> Annotated[EmbeddingRe
     with connect() as graph:
         report = embed(graph, gcn)
     auc = f"{report.auc:.3f}" if report.auc is not None else "n/a"
-    print(f"kg_update: graph embeddings {'unchanged' if report.skipped else f'for {report.written} entities'}, "
+    print(f"result: graph embeddings {'unchanged' if report.skipped else f'for {report.written} entities'}, "
           f"held-out link AUC {auc}")
     return report

@@ -13,6 +13,6 @@ from steps.knowledge._graph import connect
 def link_entities(entities: EntityConfig, batch_size: int) -> Annotated[KgReport, "kg_report"]:
     with connect() as graph:
         report = run_kg_update(graph, EntityExtractor(entities), batch_size=batch_size, embed=False)
-    print(f"kg_update: {report.chunks_processed} chunks processed; {report.entities} entities, "
+    print(f"result: {report.chunks_processed} chunks processed; {report.entities} entities, "
           f"{report.co_occurs} co-occurrences ({report.entities_removed} entities removed)")
     return report

@@ -16,5 +16,5 @@ def write_graph(corpus: Corpus, refresh_plan: RefreshPlan, embed_stats: dict, em
         report = apply_plan(corpus, refresh_plan, graph, cache, embed_stats["model_id"])
     report = report.model_copy(update={"embedded": embed_stats.get("embedded", 0),
                                        "cache_hits": embed_stats.get("hits", 0)})
-    print(f"embedding_refresh: {report.summary()}")
+    print(f"result: {report.summary()}")
     return report

@@ -12,4 +12,6 @@ from llmship.serving.bento import build_bento as build_bento_core
 @step
 def build_bento(promotion: Promotion, config: ServeConfig) -> Annotated[str, "bento_tag"]:
     # ``promotion`` is an input so the Bento is only built for a released champion.
-    return build_bento_core(config.bentofile)
+    tag = build_bento_core(config.bentofile)
+    print(f"result: bento {tag}")
+    return tag

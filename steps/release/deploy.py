@@ -32,4 +32,5 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
                                 "rag_url": rag.url if rag else None,
                                 # what `llmship rollback` needs to restart the same service on another version
                                 "tracking_uri": registry_uri, "serve_config": config.model_dump(mode="json")})
+    print(f"result: {info.url}/v1 serves {info.version}" + (f"; RAG at {rag.url}/v1" if rag else ""))
     return info

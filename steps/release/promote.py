@@ -13,4 +13,6 @@ from steps._stack import tracking_uri
 @step
 def promote(version: ModelVersionRef, gates: GateThresholds, with_parity: bool = True) -> Annotated[
         Promotion, "promotion"]:
-    return promote_release(ModelRegistry(tracking_uri()), version, gates, with_parity=with_parity)
+    promotion = promote_release(ModelRegistry(tracking_uri()), version, gates, with_parity=with_parity)
+    print(f"result: {promotion.name} version {promotion.version} is {promotion.status}")
+    return promotion

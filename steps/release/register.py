@@ -27,6 +27,8 @@ def register(built: BuiltModel, perplexity: PerplexityReport, smoke: SmokeReport
     lineage = {"git_commit": git_commit(), "config_hash": config_hash,
                "zenml_run_id": str(context.pipeline_run.id), "zenml_pipeline": context.pipeline.name}
     registry = ModelRegistry(tracking_uri())
-    return register_release(registry, config.name, built, parity=parity, ppl=perplexity, smoke=smoke, bench=bench,
-                            chart=chart, lineage=lineage, params={"experiment": config.experiment},
-                            run_id=run.info.run_id if run else None, engine_parity=engine_parity)
+    ref = register_release(registry, config.name, built, parity=parity, ppl=perplexity, smoke=smoke, bench=bench,
+                           chart=chart, lineage=lineage, params={"experiment": config.experiment},
+                           run_id=run.info.run_id if run else None, engine_parity=engine_parity)
+    print(f"result: registered {ref.name} version {ref.version}")
+    return ref

@@ -11,5 +11,7 @@ from llmship.validate.quality import PerplexityReport, run_evaluation
 
 @step
 def evaluate(built: BuiltModel, config: EvalConfig) -> Annotated[PerplexityReport, "perplexity_report"]:
-    return run_evaluation(built.path, config.heldout_file, window=config.window, stride=config.stride,
-                          max_eval_tokens=config.max_eval_tokens)
+    report = run_evaluation(built.path, config.heldout_file, window=config.window, stride=config.stride,
+                            max_eval_tokens=config.max_eval_tokens)
+    print(f"result: held-out perplexity {report.perplexity:.2f} over {report.tokens} tokens")
+    return report

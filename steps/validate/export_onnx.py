@@ -12,4 +12,6 @@ from llmship.validate.onnx_export import export_onnx as export_onnx_core
 
 @step
 def export_onnx(built: BuiltModel, config: ExportConfig) -> Annotated[OnnxExport, "onnx_export"]:
-    return export_onnx_core(built.folder, built.folder.parent / "onnx", opset=config.opset)
+    onnx = export_onnx_core(built.folder, built.folder.parent / "onnx", opset=config.opset)
+    print(f"result: opset {onnx.opset}, {onnx.size_bytes / 2**20:.0f} MiB")
+    return onnx
