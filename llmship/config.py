@@ -6,26 +6,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmship.gateway.settings import GatewaySettings
 from llmship.paths import REPO_ROOT
+from llmship.settings import env_overrides  # noqa: F401  (re-exported: llmship.config.env_overrides)
 
 if TYPE_CHECKING:
     from llmship.engine.settings import EngineSettings
-
-
-def env_overrides(fields: Iterable[str], prefix: str, environ: Mapping[str, str] | None = None, *,
-                  skip_empty: bool = False) -> dict[str, str]:
-    """``{field: $<PREFIX><FIELD>}`` for each field whose variable is set (``skip_empty``: and not empty): what
-    a settings model's ``from_env`` validates, so every service reads its settings the same way."""
-    env = os.environ if environ is None else environ
-    return {name: env[f"{prefix}{name.upper()}"] for name in fields
-            if f"{prefix}{name.upper()}" in env and (env[f"{prefix}{name.upper()}"] or not skip_empty)}
 
 
 class _Strict(BaseModel):

@@ -8,6 +8,30 @@ message. The CLI prints that line and exits non-zero; the HTTP layer maps the
 
 from __future__ import annotations
 
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "server_error"}
+
+
+def error_body(message: str, status: int, *, type_: str | None = None, param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": _text(message), "type": _text(type_ or _TYPES.get(status, "server_error")),
+                      "param": _text(param), "code": _text(code)}}
+
+
+def _text(value: str | None) -> str | None:
+    """Error text can quote the request (a model name, a parameter): keep it encodable as UTF-8, so rendering the
+    error never fails — a lone surrogate there would turn a 404 into a crash."""
+    if value is None:
+        return None
+    value = str(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 
 class LlmshipError(Exception):
     """Base error: ``str(err)`` is a complete, single-line explanation."""

@@ -18,9 +18,10 @@ import bentoml
 
 from bentos.embedding.service import BentoEmbeddingBackend, embedding_dependency
 from llmship.engine.settings import EngineSettings
-from llmship.engine.vllm import resolve_served, start_engine
+from llmship.engine.vllm import start_engine
 from llmship.gateway import Gateway
 from llmship.openai.app import ApiSettings, attach_engine, create_app, drain
+from llmship.registry import resolve_served
 
 log = logging.getLogger("llmship.chat")
 WORKERS = int(os.environ.get("LLMSHIP_CHAT_WORKERS", "1"))

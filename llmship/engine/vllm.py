@@ -245,13 +245,3 @@ def _check_device(settings: EngineSettings) -> None:
     if settings.device != kind:
         raise ServeError(f"serve.device={settings.device} but the installed vLLM runs on {kind} "
                          f"({'install the CUDA lock, requirements-gpu.lock' if settings.device == 'cuda' else 'use the CPU lock'})")
-
-
-def resolve_served(model_uri: str, registry: Any = None) -> tuple[Path, str, str]:
-    """``models:/<name>@alias`` → (the model's Hugging Face folder, registered name, ``name/version``)."""
-    from llmship.registry import ModelRegistry
-
-    registry = registry or ModelRegistry()
-    ref, folder = registry.resolve(model_uri)
-    hf = Path(folder) / "hf"
-    return (hf if hf.exists() else Path(folder)), ref.name, f"{ref.name}/{ref.version}"

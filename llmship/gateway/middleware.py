@@ -41,6 +41,7 @@ from llmship.errors import (
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    error_body,
 )
 from llmship.gateway.audit import AuditLog
 from llmship.gateway.keys import ApiKey, KeyStore
@@ -48,7 +49,6 @@ from llmship.gateway.limiter import Admission, KeyLimiter
 from llmship.gateway.metrics import count_request
 from llmship.gateway.settings import GatewaySettings
 from llmship.gateway.usage import Usage, current
-from llmship.openai.errors import error_body
 
 log = logging.getLogger(__name__)
 

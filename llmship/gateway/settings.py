@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmship import paths
 from llmship.gateway.keys import default_path
+from llmship.settings import env_overrides
 
 PREFIX = "LLMSHIP_GATEWAY_"
 
@@ -44,7 +45,6 @@ class GatewaySettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
-        from llmship.config import env_overrides  # config holds a GatewaySettings: import it late
 
         env = os.environ if environ is None else environ
         data = env_overrides(cls.model_fields, PREFIX, env, skip_empty=True)

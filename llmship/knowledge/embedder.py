@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmship.config import env_overrides
 from llmship.errors import ContextLengthExceeded, InvalidRequest, SourceError
+from llmship.settings import env_overrides
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 

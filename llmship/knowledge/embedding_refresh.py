@@ -64,7 +64,8 @@ class EmbedConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
-    """A cron schedule, applied by ``llmship knowledge schedule`` when the orchestrator can schedule."""
+    """A cron schedule, applied by ``python -m pipelines.schedule`` (``make schedule-knowledge``) when the
+    orchestrator can schedule."""
 
     cron_expression: str
 

@@ -23,7 +23,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from llmship.config import env_overrides
 from llmship.engine.vllm import ServedEngine
 from llmship.errors import EngineUnavailable, ModelNotFound
 from llmship.gateway.settings import GatewaySettings
@@ -33,6 +32,7 @@ from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import SessionDeleted, SessionInfo
 from llmship.openai.proxy import EngineRoutes, Load
 from llmship.openai.sessions import SessionStore
+from llmship.settings import env_overrides
 
 
 class ApiSettings(BaseModel):

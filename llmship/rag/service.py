@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llmship.config import env_overrides
 from llmship.errors import InvalidRequest, ModelNotFound
 from llmship.gateway.usage import report_usage
 from llmship.knowledge.retriever import Mode, finalize
@@ -30,6 +29,7 @@ from llmship.rag.citations import Citation, cite
 from llmship.rag.prompt import INSTRUCTION, NO_SOURCES_ANSWER, grounded_messages, numbered_sources
 from llmship.rag.protocol import RAG_MODEL, RagChatRequest, RetrieveResponse
 from llmship.rag.upstream import ChatUpstream
+from llmship.settings import env_overrides
 
 #: Request fields that are not passed to the chat model as they are.
 _OWN_FIELDS = {"model", "messages", "rag", "stream", "stream_options", "session_id", "n"}

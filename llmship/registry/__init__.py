@@ -1,5 +1,5 @@
 """The MLflow model registry: versions, release aliases, rollback."""
 
-from llmship.registry.mlflow_registry import ModelRegistry, ModelVersionRef, Promotion, Rollback
+from llmship.registry.mlflow_registry import ModelRegistry, ModelVersionRef, Promotion, Rollback, resolve_served
 
-__all__ = ["ModelRegistry", "ModelVersionRef", "Promotion", "Rollback"]
+__all__ = ["ModelRegistry", "ModelVersionRef", "Promotion", "Rollback", "resolve_served"]

@@ -302,3 +302,11 @@ class ModelRegistry:
 def _quote(value: str) -> str:
     """Escape a value for MLflow's filter grammar (names come from config, not users)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def resolve_served(model_uri: str, registry: ModelRegistry | None = None) -> tuple[Path, str, str]:
+    """``models:/<name>@alias`` → (the model's Hugging Face folder, registered name, ``name/version``)."""
+    registry = registry or ModelRegistry()
+    ref, folder = registry.resolve(model_uri)
+    hf = Path(folder) / "hf"
+    return (hf if hf.exists() else Path(folder)), ref.name, f"{ref.name}/{ref.version}"
