@@ -35,22 +35,16 @@ from llmship.knowledge.beir import load_beir
 from llmship.knowledge.cache import EmbeddingCache
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.retrieval_eval import doc_ranking, load_collection, score_run
-from llmship.knowledge.retriever import Retriever
-
-
-def _doc_fold(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    best: dict[str, float] = {}
-    for cid, score in hits:
-        doc = cid.split("#", 1)[0]
-        best[doc] = max(best.get(doc, -np.inf), score)
-    return sorted(best.items(), key=lambda kv: -kv[1])
+from llmship.knowledge.retriever import Retriever, doc_of_chunk
 
 
 def _convex(norm: str, alpha: float, by_doc: bool, dense: list, keyword: list) -> list[str]:
+    """The retriever's own fusion functions on this query's two lists (document level: ``fusion.by_document``)."""
+    components = {"dense": dict(dense), "keyword": dict(keyword)}
+    weights = {"dense": alpha, "keyword": 1 - alpha}
     if by_doc:
-        dense, keyword = _doc_fold(dense), _doc_fold(keyword)
-    return _order(fusion.convex({"dense": dict(dense), "keyword": dict(keyword)},
-                                {"dense": alpha, "keyword": 1 - alpha}, norm))
+        return _order(fusion.by_document(components, weights, doc_of_chunk, norm))
+    return _order(fusion.convex(components, weights, norm))
 
 
 def candidates(alphas: list[float]) -> dict:

@@ -11,7 +11,7 @@ call and the embedding run in ``asyncio.to_thread``):
   combination of their z-scored scores, ``0.5 · z(dense) + 0.5 · z(keyword)``, a chunk one search did not return
   getting that list's lowest z (``llmship.knowledge.fusion``; ``FUSION_WEIGHTS``). Reciprocal-rank fusion, the
   earlier default, added nothing on real data (SciFact dev, ``benchmarks/fusion_study.py``: nDCG@10 dense 0.712,
-  keyword 0.698, RRF 0.719, z-score convex 0.756); the candidates measured are in the README.
+  keyword 0.698, RRF 0.731, z-score convex 0.752); the candidates measured are in docs/benchmarks.md.
 - ``graph``: GraphRAG. The query's entities are found two ways — spaCy NER on the query, its mentions
   normalised like kg_update's linking forms, and a case-insensitive match of every stored entity name and
   alias against the query's word n-grams (the small NER model misses lower-case names, "ashkirk") — then
