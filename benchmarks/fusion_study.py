@@ -30,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
-from llmship.knowledge import fusion, keywords
-from llmship.knowledge.beir import load_beir
 from llmship.knowledge.cache import EmbeddingCache
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.retrieval_eval import doc_ranking, load_collection, score_run
-from llmship.knowledge.retriever import Retriever, doc_of_chunk
+from llmship.knowledge.retrieval import fusion, keywords
+from llmship.knowledge.retrieval.retriever import Retriever, doc_of_chunk
+from llmship.rag.beir import load_beir
+from llmship.rag.retrieval_eval import doc_ranking, load_collection, score_run
 
 
 def _convex(norm: str, alpha: float, by_doc: bool, dense: list, keyword: list) -> list[str]:

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmship.knowledge import server
-from llmship.knowledge.graph import GraphSettings, GraphStore
+from llmship.knowledge.graphstore import server
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
 PER_ROW = """
 MERGE (c:Chunk {id: $id})

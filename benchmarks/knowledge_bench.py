@@ -31,8 +31,8 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llmship.knowledge import server
-from llmship.knowledge.graph import GraphSettings, GraphStore
+from llmship.knowledge.graphstore import server
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
 PER_ROW_ENTITY = """
 MERGE (e:Entity {key: $key})
@@ -201,7 +201,12 @@ def part1_writes(store: GraphStore, entities: int, relationships: int, per_row_s
 def part2_refresh(store: GraphStore, folder: str, cache_dir: Path) -> dict:
     """Parts 2-3: embedding_refresh of a corpus with a cold embedding cache, then an unchanged re-run."""
     from llmship.knowledge.embedder import Embedder
-    from llmship.knowledge.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, run_embedding_refresh
+    from llmship.knowledge.ingest.embedding_refresh import (
+        ChunkingConfig,
+        CorpusConfig,
+        EmbedConfig,
+        run_embedding_refresh,
+    )
 
     embedder = Embedder.load(threads=1)
     configs = (CorpusConfig(folder=folder), ChunkingConfig(), EmbedConfig(cache_path=str(cache_dir / "cache.sqlite")))

@@ -44,7 +44,7 @@ production. That is cleaner than a dictionary-backed stand-in embedder (which wo
 behind the real one); the embedder given to the ``Retriever`` raises if it is ever reached, and every row checks
 that the cache had no misses. A fresh query adds one MiniLM embedding on top (not measured here).
 
-ArcadeDB's JVM heap is ``--heap`` (exported as ``LLMSHIP_GRAPH_HEAP``, which ``llmship.knowledge.server``
+ArcadeDB's JVM heap is ``--heap`` (exported as ``LLMSHIP_GRAPH_HEAP``, which ``llmship.knowledge.graphstore.server``
 reads; default: the server's own, ``server.default_heap()``: a quarter of RAM within 1-4 GiB).
 
 Section "end-to-end TTFT" (``e2e_ttft``, with ``--rag-url``): against the running services, RAG answer TTFT next
@@ -71,12 +71,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
-from llmship.knowledge import keywords
-from llmship.knowledge.graph import GraphStore
-from llmship.knowledge.keywords import STOP_WORDS
-from llmship.knowledge.rerank import make_reranker
-from llmship.knowledge.retriever import Retriever
-from llmship.knowledge.server import default_heap
+from llmship.knowledge.graphstore.graph import GraphStore
+from llmship.knowledge.graphstore.server import default_heap
+from llmship.knowledge.retrieval import keywords
+from llmship.knowledge.retrieval.keywords import STOP_WORDS
+from llmship.knowledge.retrieval.rerank import make_reranker
+from llmship.knowledge.retrieval.retriever import Retriever
 
 DIMS = 384
 DEFAULT_TEXT = str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact-dev")
@@ -184,7 +184,7 @@ def text_windows(folder: str, split: str = "test", words: tuple[int, int] = (60,
                  ) -> tuple[list[str], list[str]]:
     """Chunk-sized windows (60-120 words) of a BEIR folder's documents, read by path (nothing is copied), and
     its queries' texts: real vocabulary and real posting-list lengths under the synthetic vectors."""
-    from llmship.knowledge.beir import load_beir
+    from llmship.rag.beir import load_beir
 
     dataset = load_beir(folder, split)
     rng = np.random.default_rng([seed, 5])
@@ -517,7 +517,7 @@ def e2e_ttft(rag_url: str, chat_url: str, questions: Sequence[str], max_tokens: 
     import httpx
     import openai
 
-    from llmship.knowledge.retriever import ScoredChunk
+    from llmship.knowledge.retrieval.retriever import ScoredChunk
     from llmship.rag.prompt import grounded_messages, numbered_sources
     from llmship.rag.service import RagSettings
 
@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--e2e-questions", type=int, default=20, help="eval-set questions for the TTFT section")
     args = parser.parse_args(argv)
     if args.heap:
-        os.environ["LLMSHIP_GRAPH_HEAP"] = args.heap  # read by the server process llmship.knowledge.server starts
+        os.environ["LLMSHIP_GRAPH_HEAP"] = args.heap  # read by the server process llmship.knowledge.graphstore.server starts
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
     started = time.perf_counter()
@@ -611,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  claims=claims, max_dfs=[float(x) for x in args.max_df.split(",")])
         print_retrieval(results["retrieval"])
     if args.rag_url:
-        from llmship.knowledge.rag_eval_set import load_questions
+        from llmship.rag.eval_set import load_questions
 
         questions = [q.question for q in load_questions()][:args.e2e_questions]
         results["e2e"] = e2e_ttft(args.rag_url, args.chat_url, questions)

@@ -19,18 +19,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.knowledge_bench import embedded_graph
-from llmship.knowledge import rerank
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.embedding_refresh import (
+from llmship.knowledge.ingest.embedding_refresh import (
     ChunkingConfig,
     CorpusConfig,
     EmbedConfig,
     run_embedding_refresh,
 )
-from llmship.knowledge.entities import EntityExtractor
-from llmship.knowledge.kg import run_kg_update
-from llmship.knowledge.rag_eval import RetrievalEval, evaluate_retrieval
-from llmship.knowledge.retriever import FUSION_WEIGHTS, MODES, Retriever
+from llmship.knowledge.kg.entities import EntityExtractor
+from llmship.knowledge.kg.update import run_kg_update
+from llmship.knowledge.retrieval import rerank
+from llmship.knowledge.retrieval.retriever import FUSION_WEIGHTS, MODES, Retriever
+from llmship.rag.recall_eval import RetrievalEval, evaluate_retrieval
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
                              "gcn and both train the GCN in kg_update")
     args = parser.parse_args()
 
-    from llmship.knowledge.rag_eval_set import load_questions
+    from llmship.rag.eval_set import load_questions
 
     questions = load_questions(args.questions)
     modes = tuple(args.modes.split(","))

@@ -252,7 +252,7 @@ def _eval_rag(args: argparse.Namespace) -> int:
 
 
 def _eval_retrieval(args: argparse.Namespace) -> int:
-    from llmship.knowledge.retrieval_eval import RetrievalEvalConfig, run_retrieval_eval
+    from llmship.rag.retrieval_eval import RetrievalEvalConfig, run_retrieval_eval
 
     config = RetrievalEvalConfig(beir=args.beir, split=args.split, modes=args.modes.split(","),
                                  peers=not args.no_peers, keep=args.keep, max_queries=args.max_queries,
@@ -321,7 +321,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _graph_start(args: argparse.Namespace) -> int:
-    from llmship.knowledge import server
+    from llmship.knowledge.graphstore import server
 
     running = server.status()
     info = running or server.start(bolt_port=args.bolt_port, http_port=args.http_port)
@@ -332,7 +332,7 @@ def _graph_start(args: argparse.Namespace) -> int:
 
 
 def _graph_status(args: argparse.Namespace) -> int:
-    from llmship.knowledge import server
+    from llmship.knowledge.graphstore import server
 
     info = server.status()
     if args.json:
@@ -348,7 +348,7 @@ def _graph_status(args: argparse.Namespace) -> int:
 
 
 def _graph_stop(args: argparse.Namespace) -> int:
-    from llmship.knowledge import server
+    from llmship.knowledge.graphstore import server
 
     info = server.stop()
     print(f"stopped the graph at {info.uri} (pid {info.pid})" if info else "the graph was not running")

@@ -8,7 +8,7 @@ where the active orchestrator can schedule; a plain run is a one-off (see README
 
 from zenml import pipeline
 
-from llmship.knowledge.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, ScheduleConfig
+from llmship.knowledge.ingest.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, ScheduleConfig
 from steps.knowledge.embed_chunks import embed_chunks
 from steps.knowledge.load_corpus import load_corpus
 from steps.knowledge.plan_refresh import plan_refresh

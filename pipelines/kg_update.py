@@ -8,9 +8,9 @@ run after one killed half-way, converges to the same graph. ``schedule`` as in e
 
 from zenml import pipeline
 
-from llmship.knowledge.embedding_refresh import ScheduleConfig
-from llmship.knowledge.entities import EntityConfig
-from llmship.knowledge.graph_embeddings import GcnConfig
+from llmship.knowledge.ingest.embedding_refresh import ScheduleConfig
+from llmship.knowledge.kg.entities import EntityConfig
+from llmship.knowledge.kg.graph_embeddings import GcnConfig
 from steps.knowledge.embed_entities import embed_entities
 from steps.knowledge.link_entities import link_entities
 

@@ -10,8 +10,8 @@ without ZenML.
 
 from zenml import pipeline
 
-from llmship.knowledge.retrieval_eval import RetrievalEvalConfig
 from llmship.rag.evaluate import RagEvalConfig
+from llmship.rag.retrieval_eval import RetrievalEvalConfig
 from steps.knowledge.evaluate_rag import evaluate_rag
 from steps.knowledge.evaluate_retrieval import evaluate_retrieval
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from llmship.knowledge.embedding_refresh import ScheduleConfig
+from llmship.knowledge.ingest.embedding_refresh import ScheduleConfig
 
 PIPELINES = ("embedding_refresh", "kg_update")
 

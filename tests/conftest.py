@@ -174,7 +174,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def extractor():
     """The offline spaCy entity extractor, loaded once."""
-    from llmship.knowledge.entities import EntityExtractor
+    from llmship.knowledge.kg.entities import EntityExtractor
 
     return EntityExtractor()
 
@@ -192,8 +192,8 @@ def graph_server(tmp_path_factory):
     if NEO4J:
         yield None
         return
-    from llmship.knowledge import server
-    from llmship.knowledge.graph import GraphSettings, GraphStore
+    from llmship.knowledge.graphstore import server
+    from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
     root = tmp_path_factory.mktemp("graph")
     info = server.start(bolt_port=free_port(), http_port=free_port(), root=root)
@@ -208,7 +208,7 @@ def graph_server(tmp_path_factory):
 @pytest.fixture()
 def graph(graph_server):
     """A connected ``GraphStore`` on the session's ArcadeDB, emptied before the test."""
-    from llmship.knowledge.graph import GraphSettings, GraphStore
+    from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
     settings = GraphSettings.from_env() if graph_server is None else GraphSettings.for_server(graph_server)
     store = GraphStore.connect(settings)

@@ -26,7 +26,7 @@ from bentos.chat.service import Chat
 from bentos.reranker.service import Reranker
 from bentos.retrieval.service import Retrieval
 from llmship.gateway import Gateway
-from llmship.knowledge.retriever import Candidate, CandidatePool, Mode
+from llmship.knowledge.retrieval.retriever import Candidate, CandidatePool, Mode
 from llmship.rag.app import create_rag_app
 from llmship.rag.service import RagService, RagSettings
 from llmship.rag.upstream import ChatUpstream

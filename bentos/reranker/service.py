@@ -1,7 +1,7 @@
 """The reranker Bento: reorders a candidate pool, as its own service (a cross-encoder wants its own CPU/GPU).
 
 ``LLMSHIP_RAG_RERANKER``: ``default`` (none: since hybrid fuses z-scored scores, no offline reranker
-improved it on the demo eval set or on SciFact; see ``llmship/knowledge/rerank.py``), ``none``, ``embedding``
+improved it on the demo eval set or on SciFact; see ``llmship/knowledge/retrieval/rerank.py``), ``none``, ``embedding``
 (helps ``keyword`` mode), ``entity``, ``mmr``,
 ``entity+embedding`` or ``cross-encoder:<model id or path>`` (loaded at start, so a missing model fails the
 start, not a request).
@@ -15,7 +15,7 @@ import bentoml
 
 from bentos._remote import LlmshipServiceError
 from llmship import errors
-from llmship.knowledge.rerank import make_reranker
+from llmship.knowledge.retrieval.rerank import make_reranker
 from llmship.rag.wire import candidate_to_wire, pool_from_wire
 
 

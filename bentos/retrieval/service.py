@@ -26,8 +26,8 @@ import numpy as np
 from bentos._remote import LlmshipServiceError, dependency_http, outage_payload, post_sync
 from bentos.embedding.service import embedding_dependency
 from llmship import errors
-from llmship.knowledge.graph import GraphSettings, GraphStore
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
+from llmship.knowledge.retrieval.retriever import Retriever
 from llmship.rag.wire import pool_to_wire
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Build ``data/eval/rag_questions.jsonl``: a labelled retrieval/QA set over the Vellmark demo corpus.
 
 Deterministic: the facts come from ``data/corpus/facts.json``, the gold passages from the documents as the
-pipeline loads them (``llmship.knowledge.documents.load_documents("data/corpus/docs")``, so HTML is already
+pipeline loads them (``llmship.knowledge.ingest.documents.load_documents("data/corpus/docs")``, so HTML is already
 text), and every choice (which entities, which phrasing) from ``random.Random(SEED)``. Running it twice writes
 the same bytes.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from llmship.knowledge.documents import load_documents
+from llmship.knowledge.ingest.documents import load_documents
 
 SEED = 20261105
 FACTS = REPO / "data" / "corpus" / "facts.json"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from llmship.knowledge.retriever import Candidate, CandidatePool, Mode, Retriever
+from llmship.knowledge.retrieval.retriever import Candidate, CandidatePool, Mode, Retriever
 
 
 class RetrievalBackend(Protocol):
@@ -37,7 +37,7 @@ class LocalRetrieval:
 
 
 class LocalRerank:
-    """A ``llmship.knowledge.rerank`` reranker in this process (None: keep the fused order)."""
+    """A ``llmship.knowledge.retrieval.rerank`` reranker in this process (None: keep the fused order)."""
 
     def __init__(self, reranker) -> None:
         self.reranker = reranker

@@ -1,6 +1,6 @@
 """``llmship eval rag``: retrieval quality per mode and the answer citation rate, logged to MLflow.
 
-- Retrieval: recall@k, MRR@k (``llmship.knowledge.rag_eval``) for dense, keyword, hybrid and graph over the
+- Retrieval: recall@k, MRR@k (``llmship.rag.recall_eval``) for dense, keyword, hybrid and graph over the
   graph the services use, with the default reranker, on the labelled set (``data/eval/rag_questions.jsonl``).
 - Citations: each question is asked of a running RAG service (``--url``, the openai SDK). An answer is
   *correctly cited* when a source it cites (``citations[].cited``: a ``[n]`` marker, or copied text —
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from llmship.knowledge.rag_eval import EvalQuestion, RetrievalEval, aevaluate_retrieval, squash
+from llmship.rag.recall_eval import EvalQuestion, RetrievalEval, aevaluate_retrieval, squash
 
 EXPERIMENT = "rag-eval"
 
@@ -162,9 +162,9 @@ def run_rag_eval(config: RagEvalConfig, graph: Any = None) -> tuple[RagEvalRepor
 
     from llmship.errors import EngineUnavailable
     from llmship.knowledge.embedder import Embedder
-    from llmship.knowledge.graph import GraphStore
-    from llmship.knowledge.rag_eval_set import load_questions
-    from llmship.knowledge.retriever import Retriever
+    from llmship.knowledge.graphstore.graph import GraphStore
+    from llmship.knowledge.retrieval.retriever import Retriever
+    from llmship.rag.eval_set import load_questions
 
     questions = load_questions(config.questions)
     client = None

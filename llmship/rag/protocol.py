@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmship.knowledge.retriever import Mode, ScoredChunk
+from llmship.knowledge.retrieval.retriever import Mode, ScoredChunk
 from llmship.openai.protocol import ChatCompletionRequest, _Request
 
 RAG_MODEL = "rag"

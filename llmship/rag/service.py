@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from llmship.errors import InvalidRequest, ModelNotFound
 from llmship.gateway.usage import report_usage
-from llmship.knowledge.retriever import Mode, finalize
+from llmship.knowledge.retrieval.retriever import Mode, finalize
 from llmship.rag.backends import RerankBackend, RetrievalBackend
 from llmship.rag.cache import ResponseCache, cache_key
 from llmship.rag.citations import Citation, cite

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from llmship.knowledge.retriever import Candidate, CandidatePool, QueryInfo
+from llmship.knowledge.retrieval.retriever import Candidate, CandidatePool, QueryInfo
 
 
 def _pack(vector: np.ndarray | None) -> str | None:

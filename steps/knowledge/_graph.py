@@ -2,7 +2,7 @@
 embedded server (``GraphStore.connect()`` refuses a stopped one with a one-line error). ``NEO4J_*`` may come from
 the ZenML secret ``llmship`` (``steps._secrets``)."""
 
-from llmship.knowledge.graph import GraphStore
+from llmship.knowledge.graphstore.graph import GraphStore
 from steps._secrets import load_secrets
 
 

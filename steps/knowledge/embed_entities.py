@@ -4,9 +4,9 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.knowledge.graph_embeddings import EmbeddingReport, GcnConfig
-from llmship.knowledge.kg import KgReport
-from llmship.knowledge.kg import embed_entities as embed
+from llmship.knowledge.kg.graph_embeddings import EmbeddingReport, GcnConfig
+from llmship.knowledge.kg.update import KgReport
+from llmship.knowledge.kg.update import embed_entities as embed
 from steps.knowledge._graph import connect
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.knowledge.retrieval_eval import RetrievalEvalConfig, RetrievalEvalReport, run_retrieval_eval
+from llmship.rag.retrieval_eval import RetrievalEvalConfig, RetrievalEvalReport, run_retrieval_eval
 from steps.knowledge._graph import connect
 
 

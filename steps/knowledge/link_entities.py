@@ -4,8 +4,8 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.knowledge.entities import EntityConfig, EntityExtractor
-from llmship.knowledge.kg import KgReport, run_kg_update
+from llmship.knowledge.kg.entities import EntityConfig, EntityExtractor
+from llmship.knowledge.kg.update import KgReport, run_kg_update
 from steps.knowledge._graph import connect
 
 

@@ -4,8 +4,8 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.knowledge.embedding_refresh import ChunkingConfig, Corpus, CorpusConfig, EmbedConfig, load_embedder
-from llmship.knowledge.embedding_refresh import load_corpus as load
+from llmship.knowledge.ingest.embedding_refresh import ChunkingConfig, Corpus, CorpusConfig, EmbedConfig, load_embedder
+from llmship.knowledge.ingest.embedding_refresh import load_corpus as load
 
 
 @step

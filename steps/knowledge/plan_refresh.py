@@ -4,8 +4,8 @@ from typing import Annotated
 
 from zenml import step
 
-from llmship.knowledge.embedding_refresh import Corpus, plan
-from llmship.knowledge.refresh import RefreshPlan
+from llmship.knowledge.ingest.embedding_refresh import Corpus, plan
+from llmship.knowledge.ingest.refresh import RefreshPlan
 from steps.knowledge._graph import connect
 
 

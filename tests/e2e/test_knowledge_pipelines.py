@@ -37,7 +37,7 @@ def _run(env: dict[str, str], name: str, config: Path) -> subprocess.CompletedPr
 
 
 def _counts(env: dict[str, str]) -> dict[str, int]:
-    code = ("from llmship.knowledge.graph import GraphStore, GraphSettings; import json; "
+    code = ("from llmship.knowledge.graphstore.graph import GraphStore, GraphSettings; import json; "
             "g = GraphStore.connect(GraphSettings.from_env()); print(json.dumps(g.counts()))")
     out = subprocess.run(["python", "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return yaml.safe_load(out.stdout.strip().splitlines()[-1])

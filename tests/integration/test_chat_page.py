@@ -24,9 +24,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from llmship.gateway import KeyStore
-from llmship.knowledge import server as graph_server_mod
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.graph import GraphSettings, GraphStore
+from llmship.knowledge.graphstore import server as graph_server_mod
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from llmship.serving.rag import RAG_KEY, start_rag

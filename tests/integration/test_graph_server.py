@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from llmship.errors import GraphError
-from llmship.knowledge.graph import GraphSettings, GraphStore
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 from llmship.paths import REPO_ROOT
 from tests.conftest import free_port
 

@@ -20,9 +20,9 @@ import pytest
 
 from benchmarks.serve_bench import iter_sse_lines
 from llmship.gateway import KeyStore
-from llmship.knowledge import server as graph_server_mod
 from llmship.knowledge.embedder import Embedder
-from llmship.knowledge.graph import GraphSettings, GraphStore
+from llmship.knowledge.graphstore import server as graph_server_mod
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 from llmship.rag.prompt import NO_SOURCES_ANSWER
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env

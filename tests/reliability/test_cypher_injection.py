@@ -11,7 +11,7 @@ fragments themselves in every mode. Every graph statement in the core is a fixed
 - retrieval with an injection string as the query answers without error and returns the literal text.
 
 The last test reads the package source: the only Cypher (or ArcadeDB SQL) built by formatting is schema DDL and
-counting over the fixed label / relationship-type allow-lists in ``llmship.knowledge.dialects``.
+counting over the fixed label / relationship-type allow-lists in ``llmship.knowledge.graphstore.dialects``.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from llmship.knowledge.embedding_refresh import (
+from llmship.knowledge.ingest.embedding_refresh import (
     ChunkingConfig,
     CorpusConfig,
     EmbedConfig,
     load_corpus,
     run_embedding_refresh,
 )
-from llmship.knowledge.kg import run_kg_update
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.kg.update import run_kg_update
+from llmship.knowledge.retrieval.retriever import Retriever
 from tests.conftest import REPO
 
 DELETE_ALL = "'}) MATCH (n) DETACH DELETE n //"
@@ -174,11 +174,11 @@ CYPHER_WORDS = ("MATCH ", "MERGE ", "CREATE ", "UNWIND ", "CALL ", "DELETE ", "R
 #: labels, relationship types, property names and index names from ``dialects.LABEL_KEYS`` / ``REL_TYPES`` /
 #: ``PLAIN_INDEXES`` (checked by ``dialects._allowed``) and a dimension checked to be an int (``_check_dims``).
 ALLOWED = {
-    ("llmship/knowledge/dialects.py", "Dialect.constraint_ddl"),
-    ("llmship/knowledge/dialects.py", "Dialect.index_ddl"),
-    ("llmship/knowledge/dialects.py", "Neo4jDialect.ensure_schema"),
-    ("llmship/knowledge/dialects.py", "ArcadeDialect.ensure_schema"),
-    ("llmship/knowledge/graph.py", "GraphStore.counts.work"),
+    ("llmship/knowledge/graphstore/dialects.py", "Dialect.constraint_ddl"),
+    ("llmship/knowledge/graphstore/dialects.py", "Dialect.index_ddl"),
+    ("llmship/knowledge/graphstore/dialects.py", "Neo4jDialect.ensure_schema"),
+    ("llmship/knowledge/graphstore/dialects.py", "ArcadeDialect.ensure_schema"),
+    ("llmship/knowledge/graphstore/graph.py", "GraphStore.counts.work"),
     # not Cypher: SQLite, and what it formats is only the ``?`` placeholders of an IN list (values are bound)
     ("llmship/knowledge/cache.py", "EmbeddingCache.get_many"),
 }
@@ -220,7 +220,7 @@ def test_no_cypher_is_formatted_from_data_in_the_package():
     formatted = {(path.relative_to(REPO).as_posix(), where): line
                  for path in sorted(package.rglob("*.py")) for where, line in _formatted_queries(path)}
     assert set(formatted) <= ALLOWED, {k: v for k, v in formatted.items() if k not in ALLOWED}
-    assert ("llmship/knowledge/graph.py", "GraphStore.counts.work") in formatted  # the scan does see them
+    assert ("llmship/knowledge/graphstore/graph.py", "GraphStore.counts.work") in formatted  # the scan does see them
 
 
 def test_the_source_scan_catches_the_seed_chapters_mistakes(tmp_path):

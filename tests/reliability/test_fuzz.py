@@ -44,9 +44,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
 from llmship.gateway import Gateway, GatewaySettings, KeyStore
-from llmship.knowledge.graph import GraphSettings, GraphStore
-from llmship.knowledge.rerank import make_reranker
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
+from llmship.knowledge.retrieval.rerank import make_reranker
+from llmship.knowledge.retrieval.retriever import Retriever
 from llmship.openai.app import ApiSettings, attach_engine, create_app
 from llmship.openai.embeddings import LocalEmbeddingBackend
 from llmship.rag.app import create_rag_app

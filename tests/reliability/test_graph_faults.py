@@ -35,8 +35,9 @@ import pytest
 
 from llmship import procs
 from llmship.errors import GraphUnavailable
-from llmship.knowledge import server
-from llmship.knowledge.embedding_refresh import (
+from llmship.knowledge.graphstore import server
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
+from llmship.knowledge.ingest.embedding_refresh import (
     ChunkingConfig,
     CorpusConfig,
     EmbedConfig,
@@ -44,10 +45,9 @@ from llmship.knowledge.embedding_refresh import (
     plan,
     run_embedding_refresh,
 )
-from llmship.knowledge.entities import EntityConfig
-from llmship.knowledge.graph import GraphSettings, GraphStore
-from llmship.knowledge.graph_embeddings import GcnConfig
-from llmship.knowledge.kg import run_kg_update
+from llmship.knowledge.kg.entities import EntityConfig
+from llmship.knowledge.kg.graph_embeddings import GcnConfig
+from llmship.knowledge.kg.update import run_kg_update
 from tests.conftest import NEO4J, REPO, free_port
 
 pytestmark = pytest.mark.skipif(NEO4J, reason="kills the embedded ArcadeDB it starts; a shared Neo4j is not ours")
@@ -321,7 +321,7 @@ def test_the_zenml_steps_fail_with_the_same_line(victim, reference, configs, emb
     with victim.store() as store:
         refresh_plan = plan(corpus, store)
     killer = Killer(victim.info.pid, at=2)
-    with KillOnLog("llmship.knowledge.embedding_refresh", r": chunks \d+/\d+ written", killer), \
+    with KillOnLog("llmship.knowledge.ingest.embedding_refresh", r": chunks \d+/\d+ written", killer), \
             pytest.raises(GraphUnavailable) as caught:
         write_graph.entrypoint(corpus, refresh_plan, stats, embed)
     assert killer.fired
@@ -337,7 +337,7 @@ def test_the_zenml_steps_fail_with_the_same_line(victim, reference, configs, emb
         assert_converged(store, reference, "embedding_refresh")
 
     killer = Killer(victim.info.pid, at=2)
-    with KillOnLog("llmship.knowledge.kg", r"mentions batch \d+/\d+ committed", killer), \
+    with KillOnLog("llmship.knowledge.kg.update", r"mentions batch \d+/\d+ committed", killer), \
             pytest.raises(GraphUnavailable) as caught:
         link_entities.entrypoint(EntityConfig(), KG_BATCH)
     assert killer.fired

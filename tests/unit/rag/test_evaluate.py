@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import mlflow
 
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.retrieval.retriever import Retriever
 from llmship.rag.app import create_rag_app
 from llmship.rag.evaluate import EXPERIMENT, aevaluate_rag, log_to_mlflow
 from tests.unit.rag.test_rag_service import _rag, _sdk, chat_app, corpus  # noqa: F401 - fixtures

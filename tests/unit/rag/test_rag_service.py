@@ -9,16 +9,16 @@ import httpx
 import openai
 import pytest
 
-from llmship.knowledge.embedding_refresh import (
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
+from llmship.knowledge.ingest.embedding_refresh import (
     VERSION_KEY,
     ChunkingConfig,
     CorpusConfig,
     EmbedConfig,
     run_embedding_refresh,
 )
-from llmship.knowledge.graph import GraphSettings, GraphStore
-from llmship.knowledge.rerank import make_reranker
-from llmship.knowledge.retriever import Retriever
+from llmship.knowledge.retrieval.rerank import make_reranker
+from llmship.knowledge.retrieval.retriever import Retriever
 from llmship.openai.app import attach_engine, create_app
 from llmship.rag.app import create_rag_app
 from llmship.rag.backends import LocalRerank, LocalRetrieval

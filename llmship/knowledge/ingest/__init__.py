@@ -1,0 +1,1 @@
+"""Ingestion: documents, chunking, the refresh plan, embedding_refresh (documents -> chunks -> embeddings -> graph)."""
