@@ -1,12 +1,60 @@
-"""Background processes llmship starts (``bentoml serve``, the embedded graph): is it alive, stop it, is a port free."""
+"""Background processes llmship starts (``bentoml serve``, the embedded graph): spawn one detached, wait until it
+answers, say why it did not, is it alive, stop it, is a port free.
+
+One launcher for every background server: ``llmship.serving.process`` (BentoML) and
+``llmship.knowledge.graphstore.server`` (ArcadeDB) differ only in their command, their readiness probe and their
+state file.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def spawn(cmd: Sequence[str], log_path: Path, *, env: dict[str, str], cwd: str | Path | None = None
+          ) -> subprocess.Popen:
+    """Run ``cmd`` detached: its own session (so its whole process group can be stopped), stdin closed, stdout and
+    stderr appended to ``log_path`` after a header line naming the command."""
+    with log_path.open("ab") as log:
+        log.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
+        log.flush()
+        return subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                cwd=cwd, start_new_session=True)
+
+
+def wait_ready(proc: subprocess.Popen, probe: Callable[[], str | None], *, wait_s: float, poll_s: float,
+               exited: Callable[[int], Exception]) -> str | None:
+    """Poll ``probe`` (None when ready, else why not; it may raise to give up) until it is ready or ``wait_s``
+    passed; raise ``exited(returncode)`` as soon as the process dies. Returns None when ready, else the last
+    reason (the caller stops the process and says it timed out)."""
+    deadline = time.monotonic() + wait_s
+    why: str | None = "not started"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise exited(proc.returncode)
+        why = probe()
+        if why is None:
+            return None
+        time.sleep(poll_s)
+    return why
+
+
+def last_error(log_path: Path, markers: Sequence[str] = ("Error", "error")) -> str:
+    """The last log line that names an error (else the last line): what a one-line failure message quotes."""
+    try:
+        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no output"
+    for line in reversed(lines):
+        if any(word in line for word in markers):
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,36 +81,39 @@ def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3
     full_env = {**os.environ, **(env or {}), "LLMSHIP_MODEL_URI": model_uri}
     cmd = [bentoml_executable(), "serve", target, "--host", host, "--port", str(port),
            "--timeout-keep-alive", str(keep_alive)]
-    with log_path.open("ab") as log:
-        log.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd,
-                                start_new_session=True)
+    proc = procs.spawn(cmd, log_path, env=full_env, cwd=cwd)
     info = ServerInfo(pid=proc.pid, host=host, port=port, target=target, model_uri=model_uri, log=str(log_path),
                       started_at=time.time())
     _state_file(port).write_text(info.model_dump_json())
-    deadline = time.monotonic() + wait_s
     offset = log_path.stat().st_size
-    while time.monotonic() < deadline:
+
+    def probe() -> str | None:
         refused = _startup_refusal(log_path, offset)
         if refused is not None:  # BentoML would restart the worker forever; the engine already said why
             stop(port)
             raise ServeError(f"{refused} (log: {log_path})")
-        if proc.poll() is not None:
-            _state_file(port).unlink(missing_ok=True)
-            raise ServeError(f"bentoml serve exited with code {proc.returncode}: {_last_error(log_path)} "
-                             f"(log: {log_path})")
         try:
             ready = httpx.get(f"{info.url}/readyz", timeout=2.0)
-            if ready.status_code == 200:
-                models = httpx.get(f"{info.url}/v1/models", timeout=5.0)
-                if models.status_code in (200, 401):  # 401: it answers, behind the gateway's keys
-                    info.version = models.headers.get("x-llmship-model-version")
-                    _state_file(port).write_text(info.model_dump_json())
-                    return info
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
+            if ready.status_code != 200:
+                return f"/readyz is {ready.status_code}"
+            models = httpx.get(f"{info.url}/v1/models", timeout=5.0)
+        except httpx.HTTPError as err:
+            return str(err)
+        if models.status_code not in (200, 401):  # 401: it answers, behind the gateway's keys
+            return f"/v1/models is {models.status_code}"
+        info.version = models.headers.get("x-llmship-model-version")
+        return None
+
+    def exited(code: int) -> ServeError:
+        _state_file(port).unlink(missing_ok=True)
+        refused = _startup_refusal(log_path, offset)  # the engine's own one line, when it wrote one
+        if refused is not None:
+            return ServeError(f"{refused} (log: {log_path})")
+        return ServeError(f"bentoml serve exited with code {code}: {procs.last_error(log_path)} (log: {log_path})")
+
+    if procs.wait_ready(proc, probe, wait_s=wait_s, poll_s=1.0, exited=exited) is None:
+        _state_file(port).write_text(info.model_dump_json())
+        return info
     stop(port)
     raise ServeError(f"the server on port {port} was not ready within {wait_s:.0f}s (log: {log_path})")
 
@@ -129,14 +131,6 @@ def _startup_refusal(log_path: Path, offset: int) -> str | None:
         if marker in line:
             return line.split(marker, 1)[1].strip()[:600]
     return None
-
-
-def _last_error(log_path: Path) -> str:
-    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "error" in line:
-            return line[-300:]
-    return lines[-1][-300:] if lines else "no output"
 
 
 def status() -> list[ServerInfo]:

@@ -29,7 +29,6 @@ import argparse
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -146,17 +145,6 @@ def _check_bolt(uri: str, user: str, secret: str, database: str) -> str | None:
         return " ".join(str(err).split())[:300] or type(err).__name__
 
 
-def _last_error(log_path: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "no output"
-    for line in reversed(lines):
-        if any(word in line for word in ("Error", "error", "SEVERE", "Exception")):
-            return line[-300:]
-    return lines[-1][-300:] if lines else "no output"
-
-
 def start(*, bolt_port: int = DEFAULT_BOLT_PORT, http_port: int = DEFAULT_HTTP_PORT, host: str = DEFAULT_HOST,
           database: str = DEFAULT_DATABASE, root: str | Path | None = None, wait_s: float = 120.0,
           heap: str | None = None) -> GraphServerInfo:
@@ -177,28 +165,24 @@ def start(*, bolt_port: int = DEFAULT_BOLT_PORT, http_port: int = DEFAULT_HTTP_P
         cmd += ["--heap", heap]
     env = {**os.environ, PASSWORD_ENV: secret}  # the secret travels in the environment, never in argv
     t0 = time.monotonic()
-    with log_path.open("ab") as log:
-        log.write(f"\n==== {time.ctime()} {' '.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=folder, start_new_session=True)
+    proc = procs.spawn(cmd, log_path, env=env, cwd=folder)
     info = GraphServerInfo(pid=proc.pid, host=host, bolt_port=bolt_port, http_port=http_port, database=database,
                            root=str(folder), log=str(log_path), started_at=time.time())
     _state_file(folder).write_text(info.model_dump_json())
-    deadline = t0 + wait_s
-    why: str | None = "not started"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _state_file(folder).unlink(missing_ok=True)
-            raise GraphError(f"the graph server exited with code {proc.returncode}: {_last_error(log_path)} "
-                             f"(log: {log_path})")
-        if port_in_use(host, bolt_port):
-            why = _check_bolt(info.uri, USER, secret, database)
-            if why is None:
-                info.startup_s = round(time.monotonic() - t0, 2)
-                _state_file(folder).write_text(info.model_dump_json())
-                return info
-        time.sleep(0.3)
+
+    def probe() -> str | None:
+        return _check_bolt(info.uri, USER, secret, database) if port_in_use(host, bolt_port) else "Bolt not open yet"
+
+    def exited(code: int) -> GraphError:
+        _state_file(folder).unlink(missing_ok=True)
+        return GraphError(f"the graph server exited with code {code}: "
+                          f"{procs.last_error(log_path, ('Error', 'error', 'SEVERE', 'Exception'))} (log: {log_path})")
+
+    why = procs.wait_ready(proc, probe, wait_s=wait_s, poll_s=0.3, exited=exited)
+    if why is None:
+        info.startup_s = round(time.monotonic() - t0, 2)
+        _state_file(folder).write_text(info.model_dump_json())
+        return info
     stop(folder)
     raise GraphError(f"the graph server did not answer on {info.uri} within {wait_s:.0f}s ({why}); log: {log_path}")
 
