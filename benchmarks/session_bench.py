@@ -50,11 +50,11 @@ from benchmarks.serve_bench import (
     register_champion,
     resolve_model_dir,
     serve_config,
-    sse_lines,
     start_llmship,
     tiny_model_dir,
     use_user_compile_cache,
 )
+from tests.helpers.sse import sse_lines
 
 QUERIES = "vllm:prefix_cache_queries_total"
 HITS = "vllm:prefix_cache_hits_total"

@@ -24,12 +24,12 @@ import httpx
 import openai
 import pytest
 
-from benchmarks.serve_bench import iter_sse_lines
 from llmship.errors import ServeError
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from tests.conftest import REPO, free_port, llmship_home, register_champion
 from tests.engine_host import TEST_ENGINE_ENV
+from tests.helpers.sse import iter_sse_lines
 
 NAME = "tiny-chat"
 

@@ -18,7 +18,6 @@ import httpx
 import openai
 import pytest
 
-from benchmarks.serve_bench import iter_sse_lines
 from llmship.gateway import KeyStore
 from llmship.knowledge.embedder import Embedder
 from llmship.knowledge.graphstore import server as graph_server_mod
@@ -28,6 +27,7 @@ from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from tests.conftest import REPO, free_port, llmship_home, register_champion
 from tests.engine_host import TEST_ENGINE_ENV
+from tests.helpers.sse import iter_sse_lines
 from tests.unit.rag.test_rag_service import DOCS, NEW_DOC, _stored, refresh, write_docs
 
 NAME = "tiny-rag-chat"

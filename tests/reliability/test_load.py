@@ -26,8 +26,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from benchmarks.load_bench import process_table, run_load, table
 from llmship.gateway import KeyStore
+from tests.helpers.load import process_table, run_load, table
 from tests.reliability.conftest import NAME, chat_server
 
 CLIENTS = 64

@@ -29,7 +29,7 @@ import httpx
 import psutil
 import pytest
 
-from benchmarks.load_bench import sse_lines
+from tests.helpers.sse import sse_lines
 from tests.reliability.conftest import NAME, answering_pids, chat_server, chat_workers
 
 MAX_TOKENS = 800  # with ignore_eos: seconds per stream on the tiny model (the window is 1,024 tokens)

@@ -94,3 +94,11 @@ def test_the_check_finds_a_cycle_the_tree_once_had():
     edges.setdefault("gateway", {})["openai"] = {"llmship/gateway/middleware.py"}
     cycle = _cycle(edges)
     assert cycle is not None and {"gateway", "openai"} <= set(cycle)
+
+
+def test_tests_never_import_benchmarks():
+    """Benchmarks may reuse the tests' helpers (``tests/helpers``); the other way round would tie the suite to
+    scripts that are run by hand."""
+    bad = [f"{path.relative_to(REPO)}: {name}" for path in (REPO / "tests").rglob("*.py") for name in _imports(path)
+           if name.split(".")[0] == "benchmarks"]
+    assert not bad, bad

@@ -1,7 +1,7 @@
 """The SSE line splitter the benchmarks and service tests read streams with: CR, LF and CRLF end a line (also
 across chunk boundaries), and the Unicode line separators JSON leaves unescaped inside strings do not."""
 
-from benchmarks.serve_bench import SseLines
+from tests.helpers.sse import SseLines
 
 
 def test_splits_only_where_sse_says_even_across_chunks():

@@ -1,0 +1,1 @@
+"""Helpers the tests share, and the benchmarks reuse (benchmarks import these; tests never import benchmarks)."""
