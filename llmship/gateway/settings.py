@@ -45,7 +45,6 @@ class GatewaySettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> GatewaySettings:
-
         env = os.environ if environ is None else environ
         data = env_overrides(cls.model_fields, PREFIX, env, skip_empty=True)
         if "max_body_bytes" not in data and env.get("LLMSHIP_MAX_BODY_BYTES"):
