@@ -3,9 +3,10 @@
     python data/corpus/generate.py            # rewrites data/corpus/docs/ and facts.json
 
 Deterministic: one seeded ``random.Random`` drives every choice (people's roles, birth years, sentence
-templates, file formats), so the same script always writes the same bytes. The fact tables below are the
-single source of truth; ``facts.json`` records them (with the roles and years the generator derived and the
-document each entity is described in) for the retrieval eval set.
+templates, file formats), so the same script always writes the same bytes. The fact tables in ``tables.json``
+(beside this script: data, apart from the code that writes prose from them) are the single source of truth;
+``facts.json`` records them (with the roles and years the generator derived and the document each entity is
+described in) for the retrieval eval set.
 
 Kinds of documents: towns, rivers, companies, people, products, festivals, historic events, recipes,
 rail and ferry routes, four long overviews, two adversarial texts (Cypher-looking strings, non-ASCII), one
@@ -27,507 +28,67 @@ NOW = 2024
 CUR = "Vellmark crowns (VKR)"
 
 # --------------------------------------------------------------------------- fact tables
+# The tables (towns, companies, people's names, sentence material, ...) are data: tables.json, next to this
+# script. Records are JSON arrays in the order the code unpacks them.
+_TABLES = json.loads((HERE / "tables.json").read_text(encoding="utf-8"))
+DISTRICTS = _TABLES["DISTRICTS"]
+TOWNS = _TABLES["TOWNS"]
+RIVERS = _TABLES["RIVERS"]
+COMPANIES = _TABLES["COMPANIES"]
+PRODUCTS = _TABLES["PRODUCTS"]
+FESTIVALS = _TABLES["FESTIVALS"]
+EVENTS = _TABLES["EVENTS"]
+RECIPES = _TABLES["RECIPES"]
+ROUTES = _TABLES["ROUTES"]
+FIRST_NAMES = _TABLES["FIRST_NAMES"]
+SURNAMES = _TABLES["SURNAMES"]
+EDUCATION = _TABLES["EDUCATION"]
+SUBJECTS = _TABLES["SUBJECTS"]
+INDUSTRY_FIELD = _TABLES["INDUSTRY_FIELD"]
+HOBBIES = _TABLES["HOBBIES"]
+AWARDS = _TABLES["AWARDS"]
+WEEKDAYS = _TABLES["WEEKDAYS"]
+MONTHS = _TABLES["MONTHS"]
+EVENT_DETAILS = _TABLES["EVENT_DETAILS"]
+PUB_ADJ = _TABLES["PUB_ADJ"]
+PUB_NOUN = _TABLES["PUB_NOUN"]
+CLUB = _TABLES["CLUB"]
+TOWN_HISTORY = _TABLES["TOWN_HISTORY"]
+PROMISES = _TABLES["PROMISES"]
+QUOTES = _TABLES["QUOTES"]
+PREMISES = _TABLES["PREMISES"]
+IDEAS = _TABLES["IDEAS"]
+PARENT_JOBS = _TABLES["PARENT_JOBS"]
+ORDINALS = _TABLES["ORDINALS"]
+PRAISE = _TABLES["PRAISE"]
+TIPS = _TABLES["TIPS"]
+VARIATIONS = _TABLES["VARIATIONS"]
+OWNERSHIP = _TABLES["OWNERSHIP"]
+INVESTMENTS = _TABLES["INVESTMENTS"]
+STATION_FACILITIES = _TABLES["STATION_FACILITIES"]
+COMPANY_MILESTONES = _TABLES["COMPANY_MILESTONES"]
+KIND_HOW = _TABLES["KIND_HOW"]
+EVENT_BACKGROUND = _TABLES["EVENT_BACKGROUND"]
+QUARTER_NAMES = _TABLES["QUARTER_NAMES"]
+QUARTER_TRAITS = _TABLES["QUARTER_TRAITS"]
+THESES = _TABLES["THESES"]
 
-DISTRICTS = {
-    "North Reach": "the rugged northern coast of cliffs, sea stacks and fishing harbours",
-    "Westfold": "rolling sheep country along the Ossel and Kettle valleys, home of the wool towns",
-    "Eastmere": "the lake country around Lake Tarn and the capital's hinterland",
-    "South Shore": "long beaches, salt pans, tidal works and the ferry ports",
-}
 
 # name, district, population, founded, river, coastal, known for, landmark, market day, elevation (m)
-TOWNS = [
-    ("Vellhaven", "Eastmere", 184300, 1214, "Vell", True, "the Vellmark Assembly and the old harbour",
-     "the Copper Dome of the Assembly House", "Saturday", 6),
-    ("Marrowick", "North Reach", 41250, 1388, "Marrow", True, "its herring smokehouses",
-     "the Marrowick Sea Stairs, 312 steps cut into the cliff", "Friday", 14),
-    ("Oskery", "Westfold", 12870, 1502, "Ossel", False, "its water-powered wool mills",
-     "the Ossel Weir Mill", "Tuesday", 88),
-    ("Tarnby", "Eastmere", 27400, 1290, "Tarn", False, "boatbuilding on Lake Tarn",
-     "the floating chapel of St Cuthra on Lake Tarn", "Thursday", 41),
-    ("Kelloch", "North Reach", 8920, 1611, "Skarn", True, "the northernmost lighthouse of the island",
-     "Kelloch Head Light", "Wednesday", 22),
-    ("Brisa Point", "South Shore", 15300, 1722, None, True, "surfing beaches and the tidal lagoon",
-     "the Brisa lagoon wall", "Sunday", 3),
-    ("Duneholm", "South Shore", 22650, 1455, "Fenn", True, "high dunes and glassmaking",
-     "the Duneholm Glass Museum", "Monday", 9),
-    ("Carrow Bay", "South Shore", 31900, 1340, None, True, "the island's main ferry terminal",
-     "the clock tower of the Carrow Bay Ferry Terminal", "Saturday", 5),
-    ("Ashkirk", "Westfold", 6480, 1199, "Ossel", False, "the oldest church on the island",
-     "St Ebba's Church", "Monday", 120),
-    ("Fennmoor", "Westfold", 4210, 1577, "Fenn", False, "peat bogs and a heron reserve",
-     "the Fennmoor Heron Hide", "Thursday", 64),
-    ("Halloway", "Eastmere", 19780, 1420, "Vell", False, "the University of Halloway",
-     "the Old Quadrangle of the University of Halloway", "Wednesday", 57),
-    ("Istern", "North Reach", 3150, 1680, None, True, "seaweed harvesting",
-     "the kelp drying racks on Istern strand", "Friday", 4),
-    ("Lantry", "Eastmere", 11040, 1533, "Lantry Water", False, "clockmaking",
-     "the Lantry Clock Arch", "Tuesday", 73),
-    ("Morwen", "North Reach", 9760, 1470, "Skarn", False, "blue slate quarries",
-     "the Morwen Blue Quarry", "Saturday", 205),
-    ("Nettlecombe", "Westfold", 5590, 1618, "Kettle", False, "cheese and dairy farming",
-     "the Nettlecombe Cheese Hall", "Friday", 96),
-    ("Pellingford", "Eastmere", 14320, 1361, "Tarn", False, "the railway works",
-     "the Pellingford Locomotive Shed", "Monday", 49),
-    ("Quarrin", "South Shore", 7880, 1744, "Kettle", True, "tidal power",
-     "the Quarrin Tidal Barrage", "Wednesday", 7),
-    ("Rosk", "North Reach", 2940, 1702, None, True, "its puffin colonies",
-     "Rosk Stack, a 61-metre sea stack", "Sunday", 11),
-    ("Saltreach", "South Shore", 18210, 1395, None, True, "sea salt pans",
-     "the Saltreach Salt Pans", "Thursday", 2),
-    ("Thornwick", "Westfold", 10450, 1480, "Ossel", False, "apple orchards and cider",
-     "the Thornwick Cider Barn", "Saturday", 79),
-    ("Ullapine", "North Reach", 4830, 1655, "Marrow", False, "hill walking over the Ullapine Pass",
-     "the summit cairn of the Ullapine Pass at 842 metres", "Tuesday", 310),
-    ("Wexmoor", "Eastmere", 9120, 1599, "Lantry Water", False, "its potteries",
-     "the bottle kilns of Wexmoor", "Thursday", 66),
-    ("Yarrowdale", "Westfold", 7340, 1520, "Kettle", False, "the great sheep fair",
-     "the Yarrowdale Fair Field", "Wednesday", 112),
-    ("Gorse Cove", "South Shore", 3670, 1788, None, True, "smuggling history and sea caves",
-     "the Gorse Cove sea caves", "Sunday", 8),
-]
 
 # name, length km, source, mouth, towns in order, fish, bridge (name, year), tributary
-RIVERS = [
-    ("Vell", 74, "the eastern slopes of Mount Corran", "Vellhaven harbour", ["Halloway", "Vellhaven"],
-     "sea trout", ("the Nine Arches Bridge", 1788), "the Lantry Water"),
-    ("Tarn", 58, "the Corran springs above Pellingford", "Lake Tarn, whose outflow joins the Vell below Halloway",
-     ["Pellingford", "Tarnby"], "perch", ("the Tarn Viaduct", 1969), "the Brackle Burn"),
-    ("Ossel", 49, "Ashkirk Moss", "the Ossel Firth", ["Ashkirk", "Oskery", "Thornwick"], "grayling",
-     ("the Weavers' Bridge at Oskery", 1861), "the Hobb Beck"),
-    ("Marrow", 41, "the Ullapine Pass", "Marrowick harbour", ["Ullapine", "Marrowick"], "salmon",
-     ("the Marrowick Swing Bridge", 1903), "the Coldwell"),
-    ("Fenn", 36, "the Fennmoor bogs", "the sea beside the Duneholm dunes", ["Fennmoor", "Duneholm"], "eel",
-     ("Heron Bridge", 1932), "the Sedge Water"),
-    ("Kettle", 44, "Yarrow Fell", "the Quarrin estuary", ["Yarrowdale", "Nettlecombe", "Quarrin"], "brown trout",
-     ("the Kettle Packhorse Bridge", 1641), "the Mill Leat"),
-    ("Lantry Water", 27, "Wexmoor Common", "the Vell above Vellhaven", ["Wexmoor", "Lantry"], "dace",
-     ("the Clockmakers' Footbridge", 1897), "the Potter's Brook"),
-    ("Skarn", 33, "the Morwen quarry hills", "Kelloch Sound", ["Morwen", "Kelloch"], "sea trout",
-     ("the Slate Bridge at Morwen", 1849), "the Skarn Beck"),
-]
 
 # name, industry, founded, headquarters, employees, what it does
-COMPANIES = [
-    ("Harrowgate Shipyards", "shipbuilding", 1871, "Carrow Bay", 1240, "builds ferries, trawlers and work boats"),
-    ("Vellmark Railways", "rail transport", 1862, "Pellingford", 2310, "runs every passenger train on the island"),
-    ("Skarn Ferry Lines", "ferry operation", 1903, "Carrow Bay", 640, "runs the island and mainland ferries"),
-    ("Tarnby Boatworks", "boatbuilding", 1924, "Tarnby", 85, "builds wooden rowing and sailing boats"),
-    ("Marrow Smokehouse Company", "food", 1896, "Marrowick", 160, "smokes herring and mackerel over oak"),
-    ("Ossel Mills", "textiles", 1858, "Oskery", 310, "spins and weaves Westfold wool"),
-    ("Wexmoor Pottery Guild", "ceramics", 1889, "Wexmoor", 140, "makes stoneware and tableware"),
-    ("Quarrin Tidal Power", "energy", 1979, "Quarrin", 420, "operates the tidal barrage and builds turbines"),
-    ("Lantry Clockworks", "instruments", 1867, "Lantry", 95, "makes clocks, barometers and chronometers"),
-    ("Brightwater Brewing", "brewing", 1931, "Thornwick", 210, "brews cider and ale"),
-    ("Kestrel Cycles", "bicycles", 1948, "Halloway", 260, "designs and builds bicycles"),
-    ("Nettlecombe Dairy Cooperative", "food", 1902, "Nettlecombe", 190, "makes cheese from the milk of 64 farms"),
-    ("Saltreach Sea Salt", "food", 1874, "Saltreach", 70, "harvests and smokes sea salt"),
-    ("Istern Kelp Works", "seaweed products", 1961, "Istern", 55, "turns kelp into food and remedies"),
-    ("Copperline Software", "software", 2009, "Vellhaven", 180, "writes booking and accounting software"),
-    ("Northlight Telecom", "telecommunications", 1987, "Vellhaven", 890, "runs the island's fibre and mobile network"),
-    ("Duneholm Glass", "glassmaking", 1839, "Duneholm", 120, "blows and casts glass from dune sand"),
-    ("Halloway Press", "publishing", 1851, "Halloway", 75, "publishes the Halloway Gazette and books"),
-    ("Gannet Aero", "aviation", 2014, "Brisa Point", 64, "builds survey drones and light aircraft"),
-    ("Morwen Slate Company", "quarrying", 1822, "Morwen", 150, "quarries and cuts blue slate"),
-    ("Pellingford Locomotive Works", "rail engineering", 1866, "Pellingford", 530,
-     "builds locomotives and railcars"),
-    ("Tidewell Robotics", "robotics", 2017, "Quarrin", 48, "builds underwater inspection robots"),
-    ("Fennmoor Peat and Garden", "horticulture", 1935, "Fennmoor", 40, "sells peat-free compost and plants"),
-    ("Bluefin Labs", "software", 2012, "Carrow Bay", 37, "makes marine charts and navigation apps"),
-    ("Yarrow Wool Traders", "textiles", 1893, "Yarrowdale", 60, "buys, grades and sells fleeces"),
-    ("Vellhaven Savings Bank", "banking", 1848, "Vellhaven", 720, "runs savings accounts and mortgages"),
-    ("Corran Outdoor", "outdoor equipment", 1972, "Ullapine", 110, "makes tents, jackets and packs"),
-    ("Rosk Island Tours", "tourism", 1995, "Rosk", 22, "takes visitors to the puffin colonies"),
-    ("Ashkirk Candle Makers", "crafts", 1910, "Ashkirk", 18, "pours beeswax and tallow candles"),
-    ("Gorse Cove Distillery", "distilling", 2003, "Gorse Cove", 26, "distils gin from local botanicals"),
-]
 
 # name, company, kind, launched, specs (label, value), price in VKR or None, description
-PRODUCTS = [
-    ("MV Skarn Dawn", "Harrowgate Shipyards", "car ferry", 1998,
-     [("length", "96 metres"), ("passengers", "620"), ("cars", "140"), ("service speed", "17 knots")], None,
-     "the ferry that carries most travellers between Carrow Bay and the mainland port of Port Ellis"),
-    ("MV Brisa Star", "Harrowgate Shipyards", "hybrid car ferry", 2016,
-     [("length", "112 metres"), ("passengers", "800"), ("cars", "180"), ("battery", "4.2 MWh")], None,
-     "the first battery-hybrid ferry built on the island"),
-    ("Harrowgate H-40 trawler", "Harrowgate Shipyards", "trawler", 1975,
-     [("length", "40 metres"), ("crew", "9"), ("hold", "310 cubic metres")], None,
-     "a stern trawler of which 27 were built for the Marrowick fleet"),
-    ("Heron locomotive", "Pellingford Locomotive Works", "steam locomotive", 1934,
-     [("class", "Class 7"), ("top speed", "110 km/h"), ("number built", "42")], None,
-     "the green express engine that hauled the Main Line expresses until 1971"),
-    ("Tarn Sprinter", "Pellingford Locomotive Works", "diesel railcar", 1989,
-     [("top speed", "140 km/h"), ("cars", "3"), ("seats", "180")], None,
-     "the three-car railcar that still runs the Lake Line"),
-    ("Class 12 electric unit", "Pellingford Locomotive Works", "electric train", 2021,
-     [("top speed", "160 km/h"), ("cars", "4"), ("seats", "236")], None,
-     "the electric train introduced when the Coast Line was electrified"),
-    ("Lantry Regulator No. 4", "Lantry Clockworks", "regulator wall clock", 1891,
-     [("pendulum", "seconds pendulum, 99.4 cm"), ("accuracy", "two seconds a month")], 3800,
-     "the clock that kept railway time in every station of the island"),
-    ("Tidemaster barometer", "Lantry Clockworks", "aneroid barometer", 1926,
-     [("range", "940 to 1060 hPa"), ("case", "brass and oak")], 640,
-     "a barometer with a second dial that shows the tide at Vellhaven"),
-    ("Harbour Chronometer HC-2", "Lantry Clockworks", "marine chronometer", 1952,
-     [("rate", "under 0.3 seconds a day"), ("jewels", "21")], 9200,
-     "the chronometer issued to every Skarn Ferry Lines bridge until 1990"),
-    ("Kestrel Roadster", "Kestrel Cycles", "roadster bicycle", 1949,
-     [("weight", "16.2 kg"), ("gears", "3-speed hub")], 210,
-     "the black upright bicycle that most island postmen rode"),
-    ("Kestrel Pass 21", "Kestrel Cycles", "touring bicycle", 1988,
-     [("weight", "11.4 kg"), ("gears", "21")], 890,
-     "a touring bicycle named after the Ullapine Pass"),
-    ("Kestrel e-Cargo", "Kestrel Cycles", "electric cargo bicycle", 2019,
-     [("weight", "29 kg"), ("battery", "540 Wh"), ("load", "120 kg")], 3450,
-     "a cargo bicycle with a front box used by bakeries and the post"),
-    ("Thornwick Gold", "Brightwater Brewing", "cider", 1932, [("strength", "5.4 % ABV"), ("apples", "Ossel Russet")],
-     4, "a dry cider pressed from Thornwick orchards"),
-    ("Harbour Porter", "Brightwater Brewing", "porter", 1955, [("strength", "4.9 % ABV"), ("malt", "chocolate malt")],
-     5, "a dark ale first brewed for the Vellhaven Harbour Week"),
-    ("Pellucid Pale Ale", "Brightwater Brewing", "pale ale", 2011, [("strength", "4.2 % ABV"), ("hops", "Corran Gold")],
-     5, "a light ale that won the island beer prize three years running"),
-    ("Nettlecombe Blue", "Nettlecombe Dairy Cooperative", "blue cheese", 1911,
-     [("ageing", "14 weeks"), ("wheel", "3.1 kg")], 38, "a creamy blue cheese ripened in the Cheese Hall cellars"),
-    ("Kettle Valley Cheddar", "Nettlecombe Dairy Cooperative", "hard cheese", 1950,
-     [("ageing", "12 months"), ("wheel", "18 kg")], 24, "a cloth-bound cheddar"),
-    ("Saltreach Flake", "Saltreach Sea Salt", "sea salt", 1880, [("pack", "250 g tub"), ("harvest", "May to September")],
-     7, "flaky salt raked by hand from the pans"),
-    ("Smoked Gorse Salt", "Saltreach Sea Salt", "smoked salt", 2005, [("pack", "150 g jar"), ("smoke", "gorse wood")],
-     9, "salt cold-smoked over gorse for 36 hours"),
-    ("Ossel Weave blanket", "Ossel Mills", "wool blanket", 1860, [("size", "150 by 200 cm"), ("weight", "1.6 kg")],
-     145, "a checked blanket woven on the Weir Mill looms"),
-    ("Fenn Fisherman jumper", "Ossel Mills", "knitted jumper", 1920, [("weight", "780 g"), ("yarn", "five-ply")],
-     120, "a dense oiled-wool jumper made for the herring fleet"),
-    ("Wexmoor Blue-rim plate", "Wexmoor Pottery Guild", "stoneware plate", 1895,
-     [("diameter", "27 cm"), ("glaze", "cobalt rim")], 18, "the plate found in most island kitchens"),
-    ("Kiln Seven teapot", "Wexmoor Pottery Guild", "teapot", 1962, [("capacity", "1.2 litres"), ("glaze", "tenmoku")],
-     46, "a teapot named after the seventh bottle kiln"),
-    ("QT-3 tidal turbine", "Quarrin Tidal Power", "tidal turbine", 1984, [("rated power", "1.8 MW"), ("rotor", "14 m")],
-     None, "the first turbine fitted in the Quarrin barrage; 24 were installed"),
-    ("QT-9 tidal turbine", "Quarrin Tidal Power", "tidal turbine", 2013, [("rated power", "4.5 MW"), ("rotor", "20 m")],
-     None, "the second-generation turbine that replaced half of the QT-3 units"),
-    ("Harbourmaster", "Copperline Software", "berth booking software", 2011,
-     [("harbours using it", "31"), ("platform", "web and mobile")], None,
-     "the system in which island harbours book berths for visiting boats"),
-    ("Copperline Ledger", "Copperline Software", "accounting software", 2015,
-     [("customers", "2,900 small firms"), ("platform", "web")], 29, "bookkeeping software priced per month"),
-    ("Northlight Fibre 1000", "Northlight Telecom", "broadband service", 2018,
-     [("speed", "1 Gbit/s"), ("homes reached", "71,000")], 55, "a fibre-to-the-home service priced per month"),
-    ("Dune Lantern", "Duneholm Glass", "storm lantern", 1905, [("height", "34 cm"), ("glass", "hand-blown")], 85,
-     "the lantern carried in the Herring Lantern Night procession"),
-    ("Seaglass tumbler", "Duneholm Glass", "drinking glass", 1978, [("capacity", "300 ml"), ("colour", "pale green")],
-     12, "a tumbler made from recycled bottle glass"),
-    ("Gannet G2", "Gannet Aero", "survey drone", 2016, [("flight time", "95 minutes"), ("wingspan", "2.4 m")], 18500,
-     "a fixed-wing drone used to count seabirds and survey cliffs"),
-    ("Gannet Skiff", "Gannet Aero", "two-seat light aircraft", 2021,
-     [("range", "640 km"), ("cruise speed", "190 km/h")], 142000, "a light aircraft certified in 2022"),
-    ("Tidewell Hull Crawler", "Tidewell Robotics", "inspection robot", 2019,
-     [("weight", "38 kg"), ("depth rating", "60 m")], None, "a magnetic robot that inspects ship hulls under water"),
-    ("Bluefin Charts", "Bluefin Labs", "navigation app", 2013, [("charts", "412"), ("downloads", "160,000")], 6,
-     "a chart app covering every Vellmark harbour and anchorage"),
-    ("Kelpa lozenges", "Istern Kelp Works", "throat lozenges", 1968, [("pack", "24 lozenges"), ("flavour", "kelp and honey")],
-     3, "lozenges sold in every chemist on the island"),
-    ("Istern Kelp Flakes", "Istern Kelp Works", "seaweed seasoning", 1975, [("pack", "40 g"), ("species", "sugar kelp")],
-     4, "dried kelp flakes for soups and bread"),
-    ("Marrowick Kippers", "Marrow Smokehouse Company", "smoked herring", 1896,
-     [("smoking time", "14 hours"), ("wood", "oak")], 11, "split herring smoked over oak chips"),
-    ("Corran Ridge tent", "Corran Outdoor", "two-person tent", 1979, [("weight", "2.1 kg"), ("poles", "2")], 420,
-     "a tunnel tent designed on the Ullapine Pass"),
-    ("Ullapine Shell jacket", "Corran Outdoor", "waterproof jacket", 2004, [("weight", "390 g"), ("hydrostatic head", "20,000 mm")],
-     260, "a waterproof jacket worn by the island mountain rescue"),
-    ("Cove Gin", "Gorse Cove Distillery", "gin", 2004, [("strength", "43 % ABV"), ("botanicals", "gorse flower and sea fennel")],
-     38, "a gin distilled with gorse flowers picked above the cove"),
-    ("The Vellmark Almanac", "Halloway Press", "annual almanac", 1853, [("pages", "about 480"), ("published", "every November")],
-     22, "tide tables, fair dates and farming notes for the year ahead"),
-    ("Halloway Gazette", "Halloway Press", "weekly newspaper", 1852, [("day", "Thursday"), ("circulation", "14,000")],
-     2, "the island's oldest newspaper"),
-    ("Tarn Skiff", "Tarnby Boatworks", "rowing boat", 1926, [("length", "4.6 m"), ("timber", "larch on oak")], 6400,
-     "the clinker rowing boat raced at the Tarn Regatta"),
-]
 
 # name, town, month, first held, days, what happens, attendance, dish served
-FESTIVALS = [
-    ("Herring Lantern Night", "Marrowick", "October", 1897, 1,
-     "a procession of fish-shaped paper lanterns down the Sea Stairs to the harbour", 9000, "Lantern buns"),
-    ("Vellhaven Harbour Week", "Vellhaven", "July", 1923, 7,
-     "tall ships, rowing races and fireworks over the old harbour", 120000, "Carrow Bay chowder"),
-    ("Ossel Wool Fair", "Oskery", "September", 1864, 3, "sheep-shearing contests and a weavers' market",
-     15000, "Oskery mutton broth"),
-    ("Tarn Regatta", "Tarnby", "August", 1908, 2, "rowing races in Tarn Skiffs across Lake Tarn", 22000,
-     "Tarnby perch in butter"),
-    ("Kelloch Light Festival", "Kelloch", "December", 1934, 1,
-     "choirs singing under the beam of Kelloch Head Light on the longest night", 4500, "Kelloch oatcakes"),
-    ("Brisa Surf Open", "Brisa Point", "April", 1986, 4, "a surfing contest on the lagoon beach", 18000,
-     "Brisa lagoon mussels"),
-    ("Duneholm Glass Fire", "Duneholm", "March", 1952, 2, "open-air glass blowing on the dunes", 7000,
-     "Duneholm sand biscuits"),
-    ("Thornwick Apple Wassail", "Thornwick", "January", 1838, 1, "singing to the orchards to wake the apple trees",
-     5500, "Thornwick cider cake"),
-    ("Lantry Midnight Chimes", "Lantry", "December", 1899, 1,
-     "four hundred clocks chiming together at midnight on New Year's Eve", 6000, "Wexmoor kiln bread"),
-    ("Yarrowdale Sheep Fair", "Yarrowdale", "May", 1781, 2, "the island's largest livestock sale and a dog trial",
-     25000, "Yarrowdale lamb hotpot"),
-    ("Nettlecombe Cheese Roll", "Nettlecombe", "June", 1912, 1, "racing a wheel of Nettlecombe Blue down Combe Hill",
-     8000, "Nettlecombe Blue tart"),
-    ("Quarrin Tide Day", "Quarrin", "September", 1990, 1, "an open day inside the tidal barrage at the equinox", 6500,
-     "Saltreach salt-baked potatoes"),
-    ("Saltreach Salt Moon", "Saltreach", "August", 1958, 1, "raking the salt pans by lantern light at full moon",
-     3800, "Saltreach salt-baked potatoes"),
-    ("Wexmoor Kiln Opening", "Wexmoor", "November", 1931, 2, "opening the great bottle kiln in front of a crowd",
-     4200, "Wexmoor kiln bread"),
-    ("Ullapine Pass Run", "Ullapine", "June", 1977, 1, "a 26-kilometre hill race over the Ullapine Pass", 2600,
-     "Ullapine trail flapjacks"),
-    ("Gorse Cove Smugglers' Night", "Gorse Cove", "October", 1966, 1,
-     "a torchlit re-enactment of the 1791 Gorse Cove run", 3100, "Gorse Cove smugglers' cake"),
-]
 
 # slug, title, date (y, m, d), town, kind, summary, number fact, participants wanted (roles)
-EVENTS = [
-    ("vellhaven-charter-1214", "The Vellhaven Charter", (1214, 3, 14), "Vellhaven", "charter",
-     "Earl Aldric Venn granted Vellhaven a market charter and the right to levy harbour dues",
-     "the charter lists 47 burgesses by name", 0),
-    ("burning-of-ashkirk-1652", "The Burning of Ashkirk", (1652, 8, 9), "Ashkirk", "fire",
-     "a fire that began in a malt house destroyed most of the town but spared St Ebba's Church",
-     "140 houses burned", 0),
-    ("great-storm-1703", "The Great Storm of 1703", (1703, 11, 26), "Carrow Bay", "storm",
-     "a storm drove the anchored fleet onto the rocks of Carrow Bay", "38 ships were wrecked", 0),
-    ("gorse-cove-run-1791", "The Gorse Cove Run", (1791, 10, 17), "Gorse Cove", "smuggling",
-     "smugglers landed a cargo of brandy and tea in the sea caves under the noses of the revenue cutter Swift",
-     "412 casks were landed in one night", 0),
-    ("kelloch-light-1834", "The Lighting of Kelloch Head Light", (1834, 9, 1), "Kelloch", "lighthouse",
-     "the lamp of the new Kelloch Head Light was lit for the first time",
-     "its beam could be seen 24 nautical miles away", 1),
-    ("first-railway-1865", "The Opening of the First Railway", (1865, 6, 12), "Pellingford", "railway",
-     "the first passenger train ran from Vellhaven to Pellingford", "the 31-kilometre journey took 74 minutes", 2),
-    ("first-steamship-1875", "The Launch of SS Corran", (1875, 4, 28), "Carrow Bay", "launch",
-     "Harrowgate Shipyards launched SS Corran, the first steamship built on the island",
-     "SS Corran was 54 metres long", 2),
-    ("ossel-mill-strike-1888", "The Ossel Mill Strike", (1888, 2, 6), "Oskery", "strike",
-     "weavers at Ossel Mills struck against a cut in piece rates", "1,200 workers stayed out for 11 weeks", 2),
-    ("first-ferry-crossing-1903", "The First Skarn Ferry Crossing", (1903, 5, 2), "Carrow Bay", "ferry",
-     "Skarn Ferry Lines made its first crossing from Carrow Bay to Port Ellis on the mainland",
-     "the crossing took five hours and ten minutes", 1),
-    ("loss-of-halcyon-1917", "The Loss of SS Halcyon", (1917, 2, 9), "Rosk", "shipwreck",
-     "the ferry SS Halcyon struck the Rosk Stack in a gale; the Kelloch lifeboat rescued most of those aboard",
-     "83 people were saved and 47 were lost", 2),
-    ("home-rule-1926", "The Vellmark Home Rule Act", (1926, 10, 4), "Vellhaven", "politics",
-     "the first Vellmark Assembly met under the Copper Dome after the Home Rule Act", "the Assembly had 61 members",
-     2),
-    ("big-snow-1947", "The Big Snow of 1947", (1947, 2, 3), "Ullapine", "weather",
-     "snow cut off the northern towns and closed the railways", "the Main Line was closed for 23 days", 1),
-    ("saltreach-surge-1953", "The Saltreach Surge", (1953, 1, 31), "Saltreach", "flood",
-     "a storm surge broke the sea wall and flooded the salt pans", "the surge rose 2.7 metres above the spring tide",
-     1),
-    ("tarn-viaduct-1969", "The Opening of the Tarn Viaduct", (1969, 7, 18), "Tarnby", "bridge",
-     "the Tarn Viaduct opened, carrying the Lake Line across the head of Lake Tarn", "the viaduct has 19 arches", 2),
-    ("quarrin-barrage-1984", "The Opening of the Quarrin Tidal Barrage", (1984, 6, 6), "Quarrin", "energy",
-     "the tidal barrage across the Quarrin estuary began generating power", "its 24 turbines could supply 43 MW", 2),
-    ("carrow-terminal-fire-1994", "The Carrow Bay Terminal Fire", (1994, 10, 12), "Carrow Bay", "fire",
-     "an electrical fire gutted the old ferry terminal; only the clock tower survived",
-     "the terminal reopened after 14 months", 1),
-    ("corran-meteorite-2001", "The Corran Meteorite", (2001, 8, 11), "Halloway", "discovery",
-     "two hikers found a meteorite on Mount Corran; it is now at the University of Halloway",
-     "the meteorite weighs 7.8 kilograms", 2),
-    ("great-vell-flood-2011", "The Great Vell Flood", (2011, 3, 22), "Vellhaven", "flood",
-     "the Vell burst its banks after nine days of rain", "2,300 homes were flooded", 1),
-    ("brisa-star-maiden-voyage-2016", "The Maiden Voyage of MV Brisa Star", (2016, 5, 14), "Carrow Bay", "ferry",
-     "MV Brisa Star sailed her first crossing to Port Ellis, mostly on battery power in harbour",
-     "she carried 742 passengers on the first day", 1),
-    ("coast-line-electrification-2021", "The Electrification of the Coast Line", (2021, 9, 9), "Quarrin", "railway",
-     "the first Class 12 electric train ran the full Coast Line from Vellhaven to Quarrin",
-     "electrification cost 212 million crowns", 1),
-    ("rosk-puffin-census-2023", "The Rosk Puffin Census of 2023", (2023, 6, 20), "Rosk", "nature",
-     "volunteers and Gannet G2 drones counted the puffins on Rosk Stack and the nearby cliffs",
-     "they counted 41,300 breeding pairs, a record", 1),
-]
 
 # name, town, festival or None, servings, minutes, ingredients, steps, note
-RECIPES = [
-    ("Marrowick kipper pâté", "Marrowick", None, 6, 20,
-     ["2 Marrowick Kippers", "150 g soft butter", "100 g cream cheese", "1 lemon", "black pepper", "a pinch of mace"],
-     ["Skin and bone the kippers.", "Beat the fish with the butter and cream cheese.",
-      "Season with lemon juice, pepper and mace.", "Press into pots and chill for two hours."],
-     "Serve on hot toast, as the smokehouse canteen has done since the 1920s."),
-    ("Lantern buns", "Marrowick", "Herring Lantern Night", 12, 150,
-     ["500 g strong flour", "7 g dried yeast", "60 g sugar", "1 teaspoon ground cardamom", "280 ml warm milk",
-      "50 g butter", "1 egg"],
-     ["Mix the dough and knead for ten minutes.", "Prove for one hour.", "Shape into twelve fish-shaped buns.",
-      "Bake at 200 °C for 15 minutes and glaze with sugar syrup."],
-     "The buns are handed out at the foot of the Sea Stairs when the lanterns arrive."),
-    ("Oskery mutton broth", "Oskery", "Ossel Wool Fair", 8, 180,
-     ["1 kg mutton neck", "150 g pearl barley", "2 carrots", "1 turnip", "2 leeks", "a bunch of parsley"],
-     ["Simmer the mutton in three litres of water for an hour.", "Add the barley and cook for 40 minutes.",
-      "Add the diced vegetables and cook for another 40 minutes.", "Finish with chopped parsley."],
-     "Shearers at the Wool Fair are served broth in enamel mugs."),
-    ("Tarnby perch in butter", "Tarnby", "Tarn Regatta", 4, 25,
-     ["8 perch fillets", "80 g butter", "2 tablespoons flour", "1 tablespoon capers", "dill"],
-     ["Dust the fillets in seasoned flour.", "Fry in foaming butter for two minutes a side.",
-      "Add capers and dill to the pan.", "Pour the butter over the fish."],
-     "Perch from Lake Tarn is fried on the jetty after the final race."),
-    ("Kelloch oatcakes", "Kelloch", "Kelloch Light Festival", 16, 40,
-     ["225 g medium oatmeal", "50 g lard", "a pinch of salt", "a pinch of baking soda", "hot water"],
-     ["Rub the lard into the oatmeal.", "Add enough hot water to make a stiff dough.",
-      "Roll thin and cut into rounds.", "Bake on a griddle until the edges curl."],
-     "Lighthouse keepers baked these on the stove of the lamp room."),
-    ("Brisa lagoon mussels", "Brisa Point", "Brisa Surf Open", 4, 30,
-     ["2 kg mussels", "2 shallots", "300 ml Thornwick Gold cider", "100 ml cream", "parsley"],
-     ["Clean the mussels.", "Soften the shallots.", "Add the cider and mussels and cover for five minutes.",
-      "Stir in cream and parsley."],
-     "The surf club sells these in paper cones on the lagoon beach."),
-    ("Duneholm sand biscuits", "Duneholm", "Duneholm Glass Fire", 24, 35,
-     ["200 g butter", "100 g caster sugar", "300 g plain flour", "1 teaspoon vanilla", "demerara sugar"],
-     ["Cream the butter and sugar.", "Work in the flour and vanilla.", "Roll in demerara sugar and slice.",
-      "Bake at 170 °C for 14 minutes."],
-     "The demerara crust is meant to look like dune sand."),
-    ("Carrow Bay chowder", "Carrow Bay", "Vellhaven Harbour Week", 6, 60,
-     ["600 g smoked haddock", "4 potatoes", "1 onion", "2 rashers bacon", "500 ml milk", "200 ml cream", "sweetcorn"],
-     ["Fry the bacon and onion.", "Add diced potato and milk and simmer for 15 minutes.",
-      "Add the haddock and sweetcorn and cook for 8 minutes.", "Stir in the cream."],
-     "Ferry crews claim the recipe came over from Port Ellis."),
-    ("Ashkirk honey loaf", "Ashkirk", None, 10, 75,
-     ["250 g self-raising flour", "200 g heather honey", "100 g butter", "2 eggs", "1 teaspoon ground ginger"],
-     ["Melt the honey and butter.", "Beat in the eggs.", "Fold in the flour and ginger.",
-      "Bake in a loaf tin at 160 °C for 55 minutes."],
-     "The bees that make the honey are kept in the churchyard of St Ebba's."),
-    ("Fennmoor bog myrtle tea bread", "Fennmoor", None, 10, 90,
-     ["350 g mixed dried fruit", "300 ml cold tea", "a handful of bog myrtle leaves", "225 g self-raising flour",
-      "1 egg", "100 g brown sugar"],
-     ["Soak the fruit in the tea with the myrtle overnight.", "Remove the leaves.",
-      "Beat in the sugar, egg and flour.", "Bake at 170 °C for 70 minutes."],
-     "Bog myrtle gives the bread a resinous smell that walkers on the moor recognise at once."),
-    ("Thornwick cider cake", "Thornwick", "Thornwick Apple Wassail", 12, 80,
-     ["175 g butter", "175 g brown sugar", "3 eggs", "300 g self-raising flour", "250 ml Thornwick Gold cider",
-      "2 apples"],
-     ["Cream the butter and sugar.", "Beat in the eggs.", "Alternate flour and cider.",
-      "Fold in diced apple and bake at 170 °C for 50 minutes."],
-     "A slice is laid in the fork of the oldest tree during the wassail."),
-    ("Nettlecombe Blue tart", "Nettlecombe", "Nettlecombe Cheese Roll", 8, 70,
-     ["1 sheet shortcrust pastry", "200 g Nettlecombe Blue", "3 eggs", "300 ml cream", "2 leeks"],
-     ["Blind-bake the pastry.", "Soften the leeks.", "Crumble the cheese over the leeks in the case.",
-      "Pour over the eggs beaten with cream and bake at 180 °C for 30 minutes."],
-     "The winner of the Cheese Roll takes home the wheel, and the tart is made from the runner-up's."),
-    ("Saltreach salt-baked potatoes", "Saltreach", "Saltreach Salt Moon", 6, 75,
-     ["1 kg small potatoes", "1 kg Saltreach Flake", "2 egg whites", "rosemary"],
-     ["Mix the salt with the egg whites.", "Bury the potatoes in the salt in a roasting tin.",
-      "Bake at 200 °C for an hour.", "Crack the crust at the table."],
-     "Cooked in the ashes of the salt-pan fires on Salt Moon night."),
-    ("Istern kelp crisps", "Istern", None, 4, 30,
-     ["2 sheets dried sugar kelp", "2 tablespoons rapeseed oil", "Istern Kelp Flakes", "sesame seeds"],
-     ["Cut the kelp into squares.", "Brush with oil.", "Sprinkle with flakes and sesame.",
-      "Bake at 150 °C for 12 minutes until crisp."],
-     "Sold in paper bags beside the drying racks on Istern strand."),
-    ("Wexmoor kiln bread", "Wexmoor", "Wexmoor Kiln Opening", 2, 240,
-     ["500 g wholemeal flour", "10 g salt", "350 ml water", "100 g sourdough starter"],
-     ["Mix and rest the dough for an hour.", "Fold it four times over two hours.",
-      "Shape and prove in a floured basket.", "Bake in a lidded clay pot at 240 °C for 45 minutes."],
-     "Potters once baked it in the cooling kiln after a firing."),
-    ("Yarrowdale lamb hotpot", "Yarrowdale", "Yarrowdale Sheep Fair", 6, 160,
-     ["1 kg lamb shoulder", "3 onions", "1 kg potatoes", "500 ml stock", "thyme", "butter"],
-     ["Brown the lamb.", "Layer lamb and onions in a deep pot.",
-      "Cover with overlapping potato slices and pour in the stock.", "Bake at 160 °C for two hours, lid off at the end."],
-     "Fair day hotpots are cooked overnight in the bakery ovens."),
-    ("Ullapine trail flapjacks", "Ullapine", "Ullapine Pass Run", 16, 40,
-     ["250 g oats", "125 g butter", "125 g golden syrup", "75 g brown sugar", "50 g dried cranberries"],
-     ["Melt the butter, syrup and sugar.", "Stir in the oats and cranberries.",
-      "Press into a tin.", "Bake at 180 °C for 20 minutes and cut while warm."],
-     "Runners are handed a flapjack at the summit cairn."),
-    ("Gorse Cove smugglers' cake", "Gorse Cove", "Gorse Cove Smugglers' Night", 12, 100,
-     ["200 g butter", "200 g dark sugar", "4 eggs", "250 g flour", "150 g raisins", "60 ml Cove Gin",
-      "zest of 2 oranges"],
-     ["Soak the raisins in the gin.", "Cream the butter and sugar and beat in the eggs.",
-      "Fold in the flour, raisins and zest.", "Bake at 160 °C for 75 minutes."],
-     "Originally made with brandy, in memory of the 1791 run."),
-]
 
 # code, name, kind, operator, stops, km, minutes, per day, opened, vessel or train
-ROUTES = [
-    ("R1", "Main Line", "rail", "Vellmark Railways", ["Vellhaven", "Halloway", "Pellingford"], 31, 28, 36, 1865,
-     "Class 12 electric unit"),
-    ("R2", "Coast Line", "rail", "Vellmark Railways", ["Vellhaven", "Carrow Bay", "Saltreach", "Quarrin"], 48, 41, 30,
-     1879, "Class 12 electric unit"),
-    ("R3", "Lake Line", "rail", "Vellmark Railways", ["Pellingford", "Tarnby", "Lantry", "Wexmoor"], 37, 46, 18, 1888,
-     "Tarn Sprinter"),
-    ("R4", "Wool Line", "rail", "Vellmark Railways", ["Halloway", "Ashkirk", "Oskery", "Thornwick", "Yarrowdale"], 62,
-     71, 14, 1893, "Tarn Sprinter"),
-    ("R5", "North Line", "rail", "Vellmark Railways", ["Pellingford", "Morwen", "Ullapine", "Marrowick"], 77, 96, 10,
-     1902, "Tarn Sprinter"),
-    ("R6", "Dune Line", "rail", "Vellmark Railways", ["Carrow Bay", "Duneholm", "Brisa Point"], 24, 27, 20, 1911,
-     "Tarn Sprinter"),
-    ("R7", "Kettle Valley Line", "rail", "Vellmark Railways", ["Quarrin", "Nettlecombe", "Yarrowdale"], 29, 38, 9, 1924,
-     "Tarn Sprinter"),
-    ("R8", "Kelloch Branch", "rail", "Vellmark Railways", ["Morwen", "Kelloch"], 14, 19, 8, 1931, "Tarn Sprinter"),
-    ("R9", "Heritage Moor Railway", "rail", "Fennmoor Peat and Garden", ["Fennmoor", "Duneholm"], 11, 35, 4, 1938,
-     "Heron locomotive"),
-    ("F1", "Port Ellis Ferry", "ferry", "Skarn Ferry Lines", ["Carrow Bay", "Port Ellis"], 118, 225, 4, 1903,
-     "MV Skarn Dawn"),
-    ("F2", "Port Ellis Fast Ferry", "ferry", "Skarn Ferry Lines", ["Carrow Bay", "Port Ellis"], 118, 190, 3, 2016,
-     "MV Brisa Star"),
-    ("F3", "Rosk Ferry", "ferry", "Skarn Ferry Lines", ["Kelloch", "Rosk"], 9, 35, 6, 1921, "MV Puffin"),
-    ("F4", "Istern Ferry", "ferry", "Skarn Ferry Lines", ["Marrowick", "Istern"], 16, 50, 5, 1936, "MV Kelpie"),
-    ("F5", "Lake Tarn Steamer", "ferry", "Tarnby Boatworks", ["Tarnby", "Pellingford Quay", "St Cuthra's Landing"], 12,
-     55, 6, 1911, "SS Cuthra"),
-    ("F6", "Gorse Cove Water Bus", "ferry", "Skarn Ferry Lines", ["Saltreach", "Gorse Cove", "Brisa Point"], 21, 60, 5,
-     1998, "MV Gorse"),
-    ("F7", "Vellhaven Harbour Shuttle", "ferry", "Skarn Ferry Lines", ["Vellhaven Old Quay", "Vellhaven East Docks"],
-     2, 8, 48, 1957, "MV Copper Dome"),
-    ("F8", "Rosk Puffin Cruise", "ferry", "Rosk Island Tours", ["Rosk", "Rosk Stack", "Kelloch Head"], 14, 90, 3,
-     1995, "MV Tammie Norrie"),
-    ("F9", "Quarrin Estuary Ferry", "ferry", "Skarn Ferry Lines", ["Quarrin", "Saltreach"], 7, 25, 12, 1949,
-     "MV Barrage"),
-]
-
-FIRST_NAMES = ["Aldo", "Brenna", "Cato", "Dagny", "Edrin", "Fenella", "Gideon", "Halla", "Ivo", "Jorun", "Kasimir",
-               "Liesl", "Magnus", "Nerys", "Osric", "Petra", "Quill", "Rhosyn", "Sveyn", "Tamsin", "Ulrika", "Vance",
-               "Wenna", "Yorick", "Zelda", "Anselm", "Bettany", "Cormac", "Delphine", "Emrys", "Freya", "Gunnar",
-               "Hester", "Ingram", "Juno", "Kit", "Lorcan", "Mirren", "Niall", "Orla", "Piran", "Rowena", "Silas",
-               "Thora", "Ulf", "Verity", "Wystan", "Ysolde", "Ansel", "Briony", "Crispin", "Demelza", "Eilif",
-               "Greer", "Hamish", "Idony", "Jago", "Kerensa", "Lowen", "Morwenna", "Alric", "Bronwen", "Caspian",
-               "Dorcas", "Elowen", "Fergus", "Gwendolen", "Hakon", "Isolde", "Jory", "Keir", "Linnea", "Merrick",
-               "Nola", "Oswin", "Perpetua", "Rafe", "Sigrid", "Tobias", "Una", "Valentin", "Winifred", "Xander",
-               "Yvaine", "Agnes", "Bram", "Clemency", "Dunstan", "Esme", "Florian"]
-SURNAMES = ["Abernathy", "Blackadder", "Carrow", "Dunmore", "Esk", "Falkirk", "Gorran", "Hallet", "Ingleby",
-            "Jessop", "Kettleby", "Lockhart", "Marrable", "Nansen", "Ormsby", "Penhallow", "Quarrie", "Ravensworth",
-            "Stroud", "Trevanion", "Underhill", "Varga", "Whitlow", "Yeo", "Zennor", "Arkwright", "Brackley",
-            "Cardew", "Drummond", "Elphick", "Fairweather", "Greaves", "Holloway", "Illingworth", "Jarrow", "Kilbride",
-            "Lyle", "Mossop", "Nettleship", "Orchard", "Pascoe", "Rook", "Sallow", "Tennant", "Ussher", "Venn",
-            "Wragge", "Yelland", "Ashdown", "Boscawen", "Colquhoun", "Dacre", "Everly", "Fenwick", "Gilchrist",
-            "Hartigan", "Isley", "Jolliffe", "Kemble", "Loveday", "Merriman", "Northcott", "Oakes", "Prideaux",
-            "Quiller", "Rendle", "Spargo", "Tregear", "Uglow", "Vosper", "Westaway", "Yardley", "Amory", "Bolitho",
-            "Chenoweth", "Dunstable", "Eddowes", "Frobisher", "Godolphin", "Hocking", "Inchbald", "Jenner",
-            "Kitto", "Lanyon", "Mabyn", "Nance", "Olver", "Penrose", "Rashleigh", "Sowden"]
-
-EDUCATION = {
-    "engineering": ["the University of Halloway", "Pellingford Technical College"],
-    "business": ["the University of Halloway", "the Vellhaven School of Commerce"],
-    "craft": ["Marrowick Art School", "the Wexmoor Craft Institute"],
-    "sea": ["the Vellhaven School of Navigation"],
-    "public": ["the University of Halloway", "the Vellhaven School of Commerce"],
-    "food": ["the Carrow Bay Catering College"],
-}
-SUBJECTS = {"engineering": ["mechanical engineering", "naval architecture", "electrical engineering", "physics"],
-            "business": ["economics", "accountancy", "law"], "craft": ["fine art", "ceramics", "design"],
-            "sea": ["navigation"], "public": ["history", "law", "geography"], "food": ["cookery"]}
-INDUSTRY_FIELD = {"shipbuilding": "engineering", "rail transport": "engineering", "ferry operation": "sea",
-                  "boatbuilding": "craft", "food": "food", "textiles": "craft", "ceramics": "craft",
-                  "energy": "engineering", "instruments": "engineering", "brewing": "food", "bicycles": "engineering",
-                  "seaweed products": "food", "software": "engineering", "telecommunications": "engineering",
-                  "glassmaking": "craft", "publishing": "business", "aviation": "engineering",
-                  "quarrying": "business", "rail engineering": "engineering", "robotics": "engineering",
-                  "horticulture": "business", "banking": "business", "outdoor equipment": "craft",
-                  "tourism": "sea", "crafts": "craft", "distilling": "food"}
-HOBBIES = ["keeps bees", "sails a restored Tarn Skiff", "plays the fiddle in a ceilidh band", ("paints sea stacks in "
-           "watercolour"), "breeds Westfold sheepdogs", "collects Lantry clocks", ("swims in the sea every morning of "
-           "the year"), "sings bass in the Kelloch Light choir", "climbs the Ullapine Pass every midsummer",
-           "restores old Kestrel Roadsters", "grows rare apple varieties", "writes crime novels under a pen name",
-           "rings the bells at St Ebba's", "builds model locomotives", "counts puffins for the Rosk census",
-           "plays chess by post", "fishes for sea trout on the Vell", "carves driftwood birds"]
-AWARDS = [("the Orlen Medal", "for services to engineering"), ("the Corran Prize", "for writing about the island"),
-          ("the Harbour Cross", "for bravery at sea"), ("the Assembly Star", "for public service"),
-          ("the Guild Rosette", "for craftsmanship"), ("the Tidewater Award", "for innovation")]
-
-WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
 
 
 def slug(name: str) -> str:
@@ -798,114 +359,6 @@ def render(doc: Doc, fmt: str, rng: random.Random) -> str:
 
 # --------------------------------------------------------------------------- extra detail (seeded pools)
 
-EVENT_DETAILS = {
-    "vellhaven-charter-1214": ["The parchment, sealed in green wax, is kept in a glass case in the Assembly House.",
-                               "Harbour dues were set at one penny for every ton of cargo landed.",
-                               "The charter also fixed Saturday as market day, which it still is."],
-    "burning-of-ashkirk-1652": [("The fire burned for two days and was stopped only when a row of barns was pulled "
-                                "down to make a firebreak."), ("Rebuilding in stone took eleven years, and thatch was "
-                                "banned inside the town until 1899.")],
-    "great-storm-1703": ["The wind backed from south-west to north-west in the early hours of 27 November.",
-                         ("Timber from the wrecks was used to roof the Carrow Bay fish market, which stood until "
-                         "1911.")],
-    "gorse-cove-run-1791": ["The revenue cutter Swift was lured north by a false signal lit on Brisa Point.",
-                            "Only two men were ever tried, and both were acquitted by a Carrow Bay jury."],
-    "kelloch-light-1834": ["The tower is 38 metres tall and painted with two red bands.",
-                           ("The first lamp burned sperm-whale oil; it was converted to paraffin in 1871 and to "
-                           "electricity in 1952.")],
-    "first-railway-1865": ["The opening train of six carriages was hauled by the locomotive Pioneer.",
-                           "A return ticket cost two shillings, about a day's wage for a mill hand."],
-    "first-steamship-1875": ["SS Corran was launched sideways into the bay because the slipway was too short.",
-                             "She served the mainland route until she was broken up in 1909."],
-    "ossel-mill-strike-1888": ["The strikers were fed by soup kitchens run from St Ebba's Church in Ashkirk.",
-                               "The strike ended with the old rates restored and a ten-hour day."],
-    "first-ferry-crossing-1903": ["The first vessel was the paddle steamer Skarn Maid, with 140 passengers.",
-                                  ("The return crossing left Port Ellis at six in the evening and arrived after "
-                                  "midnight.")],
-    "loss-of-halcyon-1917": ["The lifeboat made four trips through the gale between midnight and dawn.",
-                             "A memorial with the names of the 47 dead stands on the quay at Kelloch."],
-    "home-rule-1926": ["The Assembly's first act set the Vellmark crown at par with the mainland pound.",
-                       "Women and men voted on equal terms in the first Assembly election."],
-    "big-snow-1947": ["Drifts on the Ullapine Pass reached six metres.",
-                      "Supplies for Ullapine were dropped from an aircraft flying out of Brisa Point."],
-    "saltreach-surge-1953": [("No one died in Saltreach, because the salt workers had watched the barometer fall all "
-                             "afternoon."), ("The pans were out of use for two seasons while the salt was washed out of "
-                             "the clay.")],
-    "tarn-viaduct-1969": ["The viaduct is 410 metres long and 31 metres high at its tallest arch.",
-                          "It replaced a ferry that had carried railway wagons across the lake since 1888."],
-    "quarrin-barrage-1984": ["The barrage is 820 metres long and carries a road across the estuary.",
-                             "Its sluices open for about six hours on every rising tide."],
-    "carrow-terminal-fire-1994": ["The fire started in a ticket machine at about four in the morning.",
-                                  "The rebuilt terminal has a roof shaped like an upturned hull."],
-    "corran-meteorite-2001": ["The stone is an iron meteorite, probably about 4.5 billion years old.",
-                              "It was found at 740 metres, in a hollow of bilberry bushes beside the path."],
-    "great-vell-flood-2011": ["The river peaked at 4.9 metres above its normal level at the Nine Arches Bridge.",
-                              "A new flood wall along the Vellhaven quays was finished in 2015."],
-    "brisa-star-maiden-voyage-2016": ["The batteries are charged from the Quarrin barrage overnight in Carrow Bay.",
-                                      "The crossing took three hours and ten minutes."],
-    "coast-line-electrification-2021": ["The overhead wires were put up over 31 months of night work.",
-                                        "Journey times between Vellhaven and Quarrin fell from 52 to 41 minutes."],
-    "rosk-puffin-census-2023": ["The previous record, 36,900 pairs, was set in 2008.",
-                                "Drone photographs were counted by volunteers at the Kelloch school over three weeks."],
-}
-
-PUB_ADJ = ["Salty", "Crooked", "Drowned", "Golden", "Laughing", "Blue", "Rusty", "Jolly", "Silver", "Wandering",
-           "Sleeping", "Three", "Old", "Black", "Copper"]
-PUB_NOUN = ["Gannet", "Anchor", "Herring", "Lantern", "Shepherd", "Kettle", "Kiln", "Puffin", "Skiff", "Ram",
-            "Cormorant", "Mariner", "Weaver", "Plough", "Heron"]
-CLUB = ["Rovers", "Athletic", "Harriers", "United", "Wanderers", "Albion", "Town", "Rangers"]
-TOWN_HISTORY = [
-    "the parish church was rebuilt after a fire in {y}",
-    "a grammar school opened in {y}",
-    "the old town walls were pulled down in {y} to make room for a market hall",
-    "gas lighting reached the main streets in {y}",
-    "a cholera outbreak in {y} killed {n} people",
-    "the town hall was completed in {y}",
-    "a public library, paid for by subscription, opened in {y}",
-    "the first telephone exchange was installed in {y}",
-    "the cattle market moved to the edge of town in {y}",
-    "a cottage hospital with {n} beds opened in {y}",
-    "the harbour or river quay was deepened in {y}",
-    "a new bypass took the lorries out of the centre in {y}",
-]
-PROMISES = ["rebuild the harbour wall", "keep the library open on Sundays", "bring back the Saturday bus",
-            "plant a thousand street trees", "build 300 affordable homes", "restore the old market hall",
-            "put solar panels on every school roof", "reopen the public baths", "fix the potholes on the main road",
-            "turn the old gasworks into a park"]
-QUOTES = ["You can do almost anything on an island if you are willing to ask your neighbours.",
-          "Weather is not an excuse; it is a specification.", "Build it so a tired person can mend it at night.",
-          "Good things take as long as they take.", "The sea decides the timetable, not us.",
-          "I never wanted to be in charge of anything, and now look.", "Half of engineering is listening.",
-          "We sell to people we will meet in the shop on Saturday, so it had better work.",
-          "Every town deserves a reason to be proud of itself.", "If it is worth doing, it is worth writing down.",
-          "Nobody ever regretted a second coat of paint.", "A good idea survives a bad first version."]
-PREMISES = ["a workshop in a disused chapel", "a rented loft above a ship's chandler", "a shed behind the family house",
-            "two rooms over a bakery", "a former customs house on the quay", "an old mill by the river"]
-IDEAS = ["a lighter frame", "a sealed bearing that needed no grease", "a simpler control layout",
-         "parts that could be mended with hand tools", "a cheaper way of making it from local material",
-         "a shape tested in the Halloway wind tunnel", "a part borrowed from a clock movement",
-         "a finish that stood up to salt spray"]
-PARENT_JOBS = ["fisherman", "schoolteacher", "weaver", "railway signalman", "farmer", "nurse", "post office clerk",
-               "shipwright", "shopkeeper", "lighthouse keeper", "potter", "ferry purser", "baker", "quarryman"]
-ORDINALS = ["eldest", "second", "third", "youngest", "only"]
-PRAISE = ["the best thing made on the island this decade", "sturdy, honest and a little stubborn",
-          "a triumph of common sense", "overpriced, but worth every crown", "as Vellmark as rain",
-          "quietly brilliant"]
-TIPS = ["Use the freshest ingredients you can find; on the island that means buying on market day.",
-        "It keeps for three days in a cool larder.", "Make it the day before: it is better for resting overnight.",
-        "Halve the quantities for a weekday supper.", "A cast-iron pan gives the best result.",
-        "Do not open the oven in the first twenty minutes."]
-VARIATIONS = ["Some cooks add a spoonful of Istern Kelp Flakes.", "In North Reach the dish is made with more pepper.",
-              "A vegetarian version uses smoked mushrooms.", "Children's versions leave out the spice.",
-              "Westfold cooks swear by a splash of Thornwick Gold.", "In winter the quantities are doubled."]
-OWNERSHIP = ["family-owned", "owned by its employees through a trust", "a cooperative owned by its members",
-             "listed on the Vellhaven Exchange", "owned by the Vellmark Assembly", "privately held by its founders"]
-INVESTMENTS = ["a new workshop", "solar panels on its roofs", "an apprentice school", "a second production line",
-               "a shop and visitor centre", "electric delivery vans", "a research laboratory"]
-STATION_FACILITIES = ["a staffed ticket office", "a café in the old waiting room", "step-free access to both platforms",
-                      "cycle lockers", "a heated shelter only", "a small museum about the line",
-                      "a taxi rank and bus interchange"]
-
 
 class Extras:
     """Extra paragraphs of per-entity detail, all drawn from the seeded RNG (mixed into ``Writer``)."""
@@ -1059,28 +512,6 @@ def whos_who(wr) -> Doc:
 
 
 # (earliest year, latest year, what happened)
-COMPANY_MILESTONES = [
-    (0, 2020, "moved into larger premises on the edge of {hq}"), (0, 2020, "took on its hundredth employee"),
-    (0, 2020, "won its first order from the mainland"), (0, 2020, "survived a fire that destroyed its stores"),
-    (0, 2020, "opened a shop in Vellhaven"), (1870, 2020, "built a school for its apprentices"),
-    (0, 2020, "bought out a smaller rival from {other}"), (1885, 1960, "installed its first electric machinery"),
-    (1880, 2020, "began exporting to Port Ellis and beyond"),
-    (1870, 2010, "was nearly bankrupted by a slump and saved by a loan from the Vellhaven Savings Bank"),
-    (1919, 1975, "introduced a five-day week"), (0, 2020, "opened a second site in {other}"),
-    (2000, 2023, "switched to renewable electricity"), (1900, 2020, "set up a pension fund for its staff"),
-    (1995, 2005, "launched its first website"), (1960, 2020, "moved its head office to a restored warehouse"),
-    (2005, 2023, "cut its energy use by a third"), (1946, 1950, "rebuilt its workforce after the war"),
-]
-KIND_HOW = {
-    "default": ["Each one is assembled by hand and checked by a second person before it leaves the works.",
-                "Most of the materials come from within forty kilometres of the works.",
-                "The design has been changed only in small ways since the first version.",
-                "Customers can send it back to the works for a full overhaul."],
-}
-EVENT_BACKGROUND = ["At the time {town} was a {size} place, and news travelled by {medium}.",
-                    "The weather that {season} had been unusually {weather}.",
-                    "Contemporary accounts disagree on the exact hour.",
-                    "Most of what we know comes from the parish records and the memories of those present."]
 
 
 class Extras2:
@@ -1181,20 +612,6 @@ class Extras2:
             times.append(f"{t // 60:02d}:{t % 60:02d}")
         d.h("Sample weekday departures")
         d.p(f"From {r['stops'][0]}: " + ", ".join(times) + ".")
-
-
-QUARTER_NAMES = ["Old Town", "Harbourside", "Mill End", "Church Hill", "Northgate", "the Strand", "Ropewalk",
-                 "Kiln Row", "Fairfield", "Westbank", "Saltings", "Chapel Fields", "the Narrows", "High Town"]
-QUARTER_TRAITS = ["narrow lanes of eighteenth-century cottages", "warehouses turned into flats and studios",
-                  "the railway station and the bus depot", "the best bakery in the district",
-                  "Victorian villas built by mill owners", "allotments and a community orchard",
-                  "the fish market, open from five in the morning", "the hospital and the secondary school",
-                  "a Saturday flea market", "new houses built after the floods", "the oldest pub in town",
-                  "a row of painted boat sheds"]
-THESES = ["tidal currents in Kelloch Sound", "the economics of the wool trade", "corrosion in salt air",
-          "the dialects of North Reach", "timber framing in Westfold barns", "the history of the Vellmark crown",
-          "peat formation on Fennmoor", "small-town local government", "the glazes of the Wexmoor kilns",
-          "railway signalling on single lines"]
 
 
 class Extras3:
