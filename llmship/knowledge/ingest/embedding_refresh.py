@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmship.knowledge.cache import EmbeddingCache, default_cache_path, embed_with_cache
 from llmship.knowledge.embedder import Embedder
+from llmship.knowledge.graphstore import cypher
 from llmship.knowledge.graphstore.graph import GraphStore, graph_job
 from llmship.knowledge.ingest.chunking import Chunk, chunk_documents
 from llmship.knowledge.ingest.documents import Document, SkippedFile, load_documents
@@ -138,7 +139,6 @@ def corpus_from_documents(documents: Sequence[Document], chunking: ChunkingConfi
     return Corpus(documents=list(documents), chunks=chunks, skipped=list(skipped))
 
 
-SPANLESS_CHUNKS = "MATCH (c:Chunk) WHERE c.start_char IS NULL RETURN c.id AS id"
 
 
 @graph_job(JOB)
@@ -148,7 +148,7 @@ def plan(corpus: Corpus, graph: GraphStore, *, scope: str | None = None) -> Refr
     ``scope``: an id prefix (``"beir-scifact/"``); the plan then owns only the stored documents under it, so a
     collection loaded beside the main corpus neither deletes it nor is deleted by it."""
     stored = graph.chunk_hashes()
-    for row in graph.read(SPANLESS_CHUNKS):
+    for row in graph.read(cypher.SPANLESS_CHUNKS):
         stored[row["id"]] = ""
     documents = graph.document_hashes()
     if scope is not None:

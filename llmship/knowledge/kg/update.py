@@ -23,7 +23,7 @@
    edges, config) is kept on the Meta node: when nothing changed and every entity has a vector, training is
    skipped (its result would be the same: the training is seeded and deterministic).
 
-Every statement is a fixed, parameterised entry of ``graph.QUERIES`` (``UNWIND $rows``); nothing is formatted.
+Every statement is a fixed, parameterised entry of ``cypher.QUERIES`` (``UNWIND $rows``); nothing is formatted.
 """
 
 from __future__ import annotations
@@ -40,37 +40,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from llmship.knowledge.graphstore import cypher
 from llmship.knowledge.graphstore.graph import GraphStore, graph_job
 from llmship.knowledge.kg.entities import EntityExtractor, Mention, link, summarise
 from llmship.knowledge.kg.graph_embeddings import EmbeddingReport, GcnConfig, train_embeddings
 
 log = logging.getLogger(__name__)
 
-PENDING_CHUNKS = """
-MATCH (c:Chunk)
-WHERE c.kg_hash IS NULL OR c.kg_hash <> c.hash
-RETURN c.id AS id, c.text AS text, c.hash AS hash
-ORDER BY c.id
-"""
-EXISTING_ENTITIES = """
-MATCH (e:Entity)
-RETURN e.key AS key, e.name AS name, e.label AS label, e.aliases AS aliases,
-       e.mention_count AS mention_count, e.chunk_count AS chunk_count
-"""
-ALL_MENTIONS = """
-MATCH (c:Chunk)-[m:MENTIONS]->(e:Entity)
-RETURN c.id AS chunk, e.key AS key, m.surfaces AS surfaces
-"""
-ALL_CO_OCCURS = """
-MATCH (a:Entity)-[x:CO_OCCURS]->(b:Entity)
-RETURN a.key AS a, b.key AS b, x.weight AS weight
-"""
-EMBEDDING_INPUTS = "MATCH (e:Entity) RETURN e.key AS key, e.label AS label, e.name AS name"
-MISSING_EMBEDDINGS = """
-MATCH (e:Entity)
-WHERE e.graph_embedding IS NULL OR size(e.graph_embedding) <> $dim
-RETURN count(e) AS n
-"""
 FINGERPRINT_META = "kg_embedding_fingerprint"
 AUC_META = "kg_embedding_auc"
 JOB = "kg_update"
@@ -142,10 +118,10 @@ def run_kg_update(graph: GraphStore, extractor: EntityExtractor, *, batch_size: 
         raise ValueError("batch_size must be >= 1")
     started = time.perf_counter()
     report = KgReport()
-    pending = graph.read(PENDING_CHUNKS)
+    pending = graph.read(cypher.PENDING_CHUNKS)
     report.chunks_pending = len(pending)
     if pending:
-        existing = graph.read(EXISTING_ENTITIES)
+        existing = graph.read(cypher.EXISTING_ENTITIES)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -201,12 +177,12 @@ def refresh_derived(graph: GraphStore) -> DerivedStats:
     surfaces: dict[str, Counter[str]] = defaultdict(Counter)
     chunks_of: dict[str, set[str]] = defaultdict(set)
     keys_in: dict[str, set[str]] = defaultdict(set)
-    rows = graph.read(ALL_MENTIONS)
+    rows = graph.read(cypher.ALL_MENTIONS)
     for row in rows:
         surfaces[row["key"]].update(row["surfaces"] or [])
         chunks_of[row["key"]].add(row["chunk"])
         keys_in[row["chunk"]].add(row["key"])
-    stored = {r["key"]: r for r in graph.read(EXISTING_ENTITIES)}
+    stored = {r["key"]: r for r in graph.read(cypher.EXISTING_ENTITIES)}
     stale = sorted(k for k in stored if k not in chunks_of)
     updates = []
     for key in sorted(chunks_of):
@@ -220,7 +196,7 @@ def refresh_derived(graph: GraphStore) -> DerivedStats:
     pairs: Counter[tuple[str, str]] = Counter()
     for keys in keys_in.values():
         pairs.update(combinations(sorted(keys), 2))
-    current = {(r["a"], r["b"]): r["weight"] for r in graph.read(ALL_CO_OCCURS)}
+    current = {(r["a"], r["b"]): r["weight"] for r in graph.read(cypher.ALL_CO_OCCURS)}
     drop = [{"a": a, "b": b} for (a, b) in sorted(current) if (a, b) not in pairs]
     put = [{"a": a, "b": b, "weight": w} for (a, b), w in sorted(pairs.items()) if current.get((a, b)) != w]
     graph.write("kg_delete_co_occurs", drop)
@@ -237,15 +213,15 @@ def embed_entities(graph: GraphStore, config: GcnConfig | None = None, *, force:
     """Train the GCN autoencoder on the stored entity graph and write ``Entity.graph_embedding``; skipped
     when its inputs are unchanged since the last training and every entity has a vector (``force``: train)."""
     config = config or GcnConfig()
-    entities = sorted(graph.read(EMBEDDING_INPUTS), key=lambda r: r["key"])
+    entities = sorted(graph.read(cypher.EMBEDDING_INPUTS), key=lambda r: r["key"])
     index = {r["key"]: i for i, r in enumerate(entities)}
-    edges = sorted((index[r["a"]], index[r["b"]], float(r["weight"] or 1)) for r in graph.read(ALL_CO_OCCURS)
+    edges = sorted((index[r["a"]], index[r["b"]], float(r["weight"] or 1)) for r in graph.read(cypher.ALL_CO_OCCURS)
                    if r["a"] in index and r["b"] in index)
     knobs = config.model_dump(exclude={"threads"})
     fingerprint = hashlib.sha256(json.dumps(
         {"config": knobs, "nodes": [(r["key"], r["label"], r["name"]) for r in entities], "edges": edges},
         sort_keys=True, default=str).encode()).hexdigest()
-    missing = graph.read(MISSING_EMBEDDINGS, dim=config.dim)[0]["n"]
+    missing = graph.read(cypher.MISSING_EMBEDDINGS, dim=config.dim)[0]["n"]
     if not force and not missing and graph.get_meta(FINGERPRINT_META) == fingerprint:
         return EmbeddingReport(nodes=len(entities), edges=len(edges), dim=config.dim, epochs=0,
                                auc=graph.get_meta(AUC_META), skipped=True, note="inputs unchanged")

@@ -50,6 +50,7 @@ from pydantic import BaseModel, Field
 
 from llmship.errors import GraphError, InvalidRequest
 from llmship.knowledge.embedder import Embedder
+from llmship.knowledge.graphstore import cypher
 from llmship.knowledge.graphstore.graph import GraphStore
 from llmship.knowledge.kg.entities import EntityExtractor, link_type, match_form, normalise, org_core
 from llmship.knowledge.retrieval import fusion
@@ -74,29 +75,6 @@ MAX_NEIGHBOURS = 10  # strongest co-occurring entities followed per query
 MAX_NGRAM = 6
 COLLECTION_OVERSAMPLE = 4  # a collection filters the fused ranking, so each retriever is asked for 4× more
 _WORD = re.compile(r"\w+")
-ENTITY_LEXICON = "MATCH (e:Entity) RETURN e.key AS key, e.name AS name, e.aliases AS aliases, " \
-                 "e.chunk_count AS chunk_count, e.graph_embedding AS graph_embedding"
-DIRECT_MENTIONS = """
-UNWIND $keys AS k
-MATCH (e:Entity {key: k})<-[:MENTIONS]-(c:Chunk)
-RETURN c.id AS id, collect(e.key) AS keys
-"""
-NEIGHBOURS = """
-UNWIND $keys AS k
-MATCH (e:Entity {key: k})-[x:CO_OCCURS]-(n:Entity)
-WHERE NOT n.key IN $keys
-RETURN n.key AS key, sum(x.weight) AS weight, n.chunk_count AS chunk_count
-ORDER BY weight DESC, key
-LIMIT $n
-"""
-TITLES = "UNWIND $ids AS id MATCH (d:Document {id: id}) RETURN d.id AS id, d.title AS title"
-CHUNK_MENTIONS = """
-UNWIND $ids AS id
-MATCH (c:Chunk {id: id})-[:MENTIONS]->(e:Entity)
-RETURN c.id AS id, collect(e.key) AS keys
-"""
-ANY_CHUNK = "MATCH (c:Chunk) RETURN c.id AS id LIMIT 1"
-CHUNK_TEXTS = "MATCH (c:Chunk) RETURN c.text AS text"
 
 
 class ScoredChunk(BaseModel):
@@ -318,7 +296,7 @@ class Retriever:
         self.version_poll_s = version_poll_s
         self._version: str | None = None
         self._version_read_at = -math.inf
-        self.term_stats = TermStatsCache(lambda: (row["text"] for row in self.graph.read(CHUNK_TEXTS)))
+        self.term_stats = TermStatsCache(lambda: (row["text"] for row in self.graph.read(cypher.CHUNK_TEXTS)))
 
     # ---- caches -------------------------------------------------------------------------------------------------
 
@@ -370,7 +348,7 @@ class Retriever:
         with self._lexicon_lock:
             lex = self._lexicon
             if lex is None or time.monotonic() - lex.loaded_at > self.lexicon_ttl_s:
-                lex = self._lexicon = _Lexicon(self.graph.read(ENTITY_LEXICON))
+                lex = self._lexicon = _Lexicon(self.graph.read(cypher.ENTITY_LEXICON))
             return lex
 
     # ---- the retrievers (sync; run in threads) ------------------------------------------------------------------
@@ -404,12 +382,12 @@ class Retriever:
         lex = self._lexicon_now()
         ordered = sorted(keys)
         scores: dict[str, float] = defaultdict(float)
-        for row in self.graph.read(DIRECT_MENTIONS, keys=ordered):
+        for row in self.graph.read(cypher.DIRECT_MENTIONS, keys=ordered):
             scores[row["id"]] += sum(lex.idf.get(k, 1.0) for k in row["keys"])
         weight: dict[str, float] = {}
         hop = self.graph_neighbours if lex.vector_keys else "co_occurs"  # no GCN vectors yet: the edges
         if hop in ("co_occurs", "both"):
-            neighbours = self.graph.read(NEIGHBOURS, keys=ordered, n=MAX_NEIGHBOURS)
+            neighbours = self.graph.read(cypher.NEIGHBOURS, keys=ordered, n=MAX_NEIGHBOURS)
             if neighbours:
                 top = max(float(r["weight"] or 0) for r in neighbours) or 1.0
                 weight = {r["key"]: NEIGHBOUR_WEIGHT * float(r["weight"] or 0) / top * idf(r["chunk_count"])
@@ -418,13 +396,13 @@ class Retriever:
             for key, sim in lex.nearest(keys, MAX_NEIGHBOURS):
                 weight[key] = max(weight.get(key, 0.0), NEIGHBOUR_WEIGHT * sim * lex.idf[key])
         if weight:
-            for row in self.graph.read(DIRECT_MENTIONS, keys=sorted(weight)):
+            for row in self.graph.read(cypher.DIRECT_MENTIONS, keys=sorted(weight)):
                 scores[row["id"]] += sum(weight[k] for k in row["keys"])
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         return ranked, keys
 
     def _is_empty(self) -> bool:
-        return not self.graph.read(ANY_CHUNK)
+        return not self.graph.read(cypher.ANY_CHUNK)
 
     # ---- retrieve -----------------------------------------------------------------------------------------------
 
@@ -517,9 +495,9 @@ class Retriever:
                                                                   if needs_embedding(c, needs)])
         by_id = {row["id"]: row for row in chunks}
         doc_ids = sorted({row["doc_id"] for row in chunks})
-        reads = [asyncio.to_thread(self.graph.read, TITLES, ids=doc_ids)]
+        reads = [asyncio.to_thread(self.graph.read, cypher.TITLES, ids=doc_ids)]
         if need_entities:
-            reads.append(asyncio.to_thread(self.graph.read, CHUNK_MENTIONS, ids=ids))
+            reads.append(asyncio.to_thread(self.graph.read, cypher.CHUNK_MENTIONS, ids=ids))
         results = await asyncio.gather(*reads)
         titles = {r["id"]: r["title"] for r in results[0]}
         mentions = {r["id"]: frozenset(r["keys"]) for r in results[1]} if need_entities else {}

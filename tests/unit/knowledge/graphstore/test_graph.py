@@ -7,7 +7,8 @@ import pytest
 
 from llmship.errors import GraphError
 from llmship.knowledge.graphstore import dialects
-from llmship.knowledge.graphstore.graph import UPSERT_DOCUMENTS, GraphSettings, GraphStore
+from llmship.knowledge.graphstore.cypher import UPSERT_DOCUMENTS
+from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
 DIM = 384
 INJECTIONS = [
