@@ -33,10 +33,13 @@ def _env(home: Path) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
 
 
-def _config(tmp: Path, port: int, **gates) -> Path:
+def _config(tmp: Path, port: int, *, failing: bool = False, **gates) -> Path:
     config = yaml.safe_load((REPO / "configs/deploy_llm.yaml").read_text())
     params = config["parameters"]
     params["benchmark"].update(batches=[1, 4], max_tokens=16, repeats=2)
+    if failing:  # a run meant to fail its perplexity gate: no ONNX export or parity, the smallest benchmark
+        params["export"]["enabled"] = False
+        params["benchmark"].update(batches=[1], max_tokens=8, repeats=1)
     params["serve"]["port"] = port
     # vLLM without torch.compile: ~30 s a start instead of ~80-100 s, and this story starts it eight times (an
     # engine check and a service per deploy, two rollbacks); compiled serving is measured by the benchmarks
@@ -117,7 +120,7 @@ def test_1_first_deploy_serves_a_validated_champion(story, monkeypatch):
 
 def test_2_failing_gate_never_yields_champion_and_does_not_ship(story, monkeypatch):
     env, tmp, port, _home = story
-    result = _run(env, _config(tmp, port, max_perplexity=1.0))
+    result = _run(env, _config(tmp, port, failing=True, max_perplexity=1.0))
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "is not released: perplexity" in output
