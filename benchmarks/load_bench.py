@@ -33,8 +33,8 @@ batch is still 16 and 48 wait in the queue, so a healthy server keeps the same t
 grows with the queue — a ratio well below 1 means overload costs throughput (queueing or HTTP overhead).
 
 Exit status 1 when any run has a failed request or RSS growth above ``--max-rss-growth`` (10 %).
-The core is importable: ``run_load(url, model, clients, duration_s, api_key=None, ...) -> LoadReport`` (a list
-of keys: client i sends ``keys[i % len(keys)]``).
+The harness is ``tests/helpers/load.py``: ``run_load(url, model, clients, duration_s, api_key=None, ...) ->
+LoadReport`` (a list of keys: client i sends ``keys[i % len(keys)]``).
 """
 
 from __future__ import annotations
@@ -53,37 +53,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.helpers.load import (  # noqa: F401  (the harness; load_bench is its command line)
-    BASELINE_WINDOW_S,
+from tests.helpers.load import (  # the harness; this file is its command line
     CLIENT_KINDS,
     HOST,
-    MAX_BACKOFF_S,
-    REJECT_STATUSES,
-    Attempt,
     LoadReport,
-    ProcessRss,
-    RssReport,
-    StreamCheck,
-    TreeSampler,
-    _body,
-    _error_object,
     _f,
-    _finished,
-    _load,
-    _pct,
-    _role,
-    _Run,
-    _slope,
-    attempt_httpx,
-    attempt_openai,
-    classify_status,
-    find_server_pid,
-    messages_for,
-    parse_retry_after,
     process_table,
     ratio_lines,
     run_load,
-    summarize,
     table,
 )
 

@@ -1,7 +1,7 @@
 """64 concurrent streaming clients for 60 s against a real ``bentoml serve`` chat server (issue 6, reliability).
 
-The harness is ``benchmarks/load_bench.py``'s ``run_load``: every attempt is an OpenAI streaming chat completion
-over raw httpx, checked to the end (each chunk parses, no in-band error, a finish_reason, the usage chunk, then
+The harness is ``tests/helpers/load.py``'s ``run_load`` (``benchmarks/load_bench.py`` is its command line): every
+attempt is an OpenAI streaming chat completion over raw httpx, checked to the end (each chunk parses, no in-band error, a finish_reason, the usage chunk, then
 ``[DONE]``). Every refusal must be a clean 429/503 with ``Retry-After`` and an OpenAI error body (the clients then
 wait as told).
 
