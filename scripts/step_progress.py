@@ -25,8 +25,12 @@ CACHED = re.compile(r"^Using cached version of step `?(\w+)`?\.")
 RESULT = re.compile(r"^result: (.+)$")
 
 
+def _line(status: str, step: str, took: str, result: str | None) -> str:
+    return f"  {status:<5} {step:<22} {took:>9}  {result or ''}".rstrip() + "\n"
+
+
 def main(log_path: str) -> int:
-    step, result, started = None, None, time.monotonic()
+    result, started = None, time.monotonic()
     say = sys.stdout
     live = say.isatty()  # the "running" line is redrawn in place on a terminal only, never in a CI log
     say.write(f"full log: {log_path}\n")
@@ -37,20 +41,17 @@ def main(log_path: str) -> int:
             log.flush()
             line = ANSI.sub("", raw).rstrip("\n")
             if m := STARTED.match(line):
-                step, result, started = m.group(1), None, time.monotonic()
+                result, started = None, time.monotonic()
                 if live:
-                    say.write(f"  ..    {step:<22} running\r")
+                    say.write(f"  ..    {m.group(1):<22} running\r")
             elif m := RESULT.match(line):
                 result = m.group(1)
             elif m := FINISHED.match(line):
-                say.write(f"  ok    {m.group(1):<22} {m.group(2):>9}  {result or ''}".rstrip() + "\n")
-                step = None
+                say.write(_line("ok", m.group(1), m.group(2), result))
             elif m := CACHED.match(line):
-                say.write(f"  ok    {m.group(1):<22} {'cached':>9}\n")
+                say.write(_line("ok", m.group(1), "cached", None))
             elif m := FAILED.match(line):
-                took = f"{time.monotonic() - started:.1f}s"
-                say.write(f"  FAIL  {m.group(1):<22} {took:>9}  {result or ''}".rstrip() + "\n")
-                step = None
+                say.write(_line("FAIL", m.group(1), f"{time.monotonic() - started:.1f}s", result))
             say.flush()
     return 0
 
