@@ -47,6 +47,8 @@ USER = "root"  # ArcadeDB's Bolt plugin authenticates against the server users; 
 BOLT_PLUGIN = "Bolt:com.arcadedb.bolt.BoltProtocolPlugin"
 PASSWORD_ENV = "LLMSHIP_GRAPH_PASSWORD"
 _MODULE = "llmship.knowledge.graphstore.server"
+# what a server started before the knowledge package was split runs as: still ours after an upgrade
+_FORMER_MODULES = ("llmship.knowledge.server",)
 
 
 class GraphServerInfo(BaseModel):
@@ -113,7 +115,8 @@ def _alive(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")  # a recycled pid must not be mistaken for our server
     if cmdline.exists():
         try:
-            return _MODULE.encode() in cmdline.read_bytes()
+            command = cmdline.read_bytes()
+            return any(name.encode() in command for name in (_MODULE, *_FORMER_MODULES))
         except OSError:
             return False
     return True
