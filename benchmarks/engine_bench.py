@@ -98,8 +98,9 @@ def main(argv=None) -> int:
         print(f"engine started in {report.engine_start_s:.1f}s (check {time.perf_counter() - started:.0f}s in all); "
               f"gpu: {report.bench.gpu}")
         print(f"engine parity ({p.engine_dtype} vs the fp32 reference, {p.prompts} prompts x {p.greedy_tokens} "
-              f"tokens): top-1 agreement {p.top1_agreement:.1%} over {p.positions} positions, greedy agreement "
-              f"{p.greedy_agreement:.1%} ({p.greedy_exact_prompts}/{p.prompts} prompts identical)")
+              f"tokens): top-1 agreement {p.top1_agreement:.1%} over {p.positions} positions, greedy close "
+              f"{p.greedy_close:.0%} (top-{p.top_k}; common prefix {p.greedy_agreement:.1%}, "
+              f"{p.greedy_exact_prompts}/{p.prompts} prompts identical)")
         print(f"smoke prompts: {sum(r.ok for r in s.results)}/{len(s.results)} answered, pass rate {s.pass_rate:.0%}")
         print(report.bench.table())
 

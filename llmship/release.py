@@ -16,7 +16,7 @@ from llmship.validate.parity import ParityReport
 from llmship.validate.quality import PerplexityReport, SmokeReport
 
 PARITY_GATES = {"parity_max_abs_logit_diff", "parity_top1_agreement", "parity_greedy_agreement"}
-ENGINE_PARITY_GATES = {"engine_parity_top1_agreement", "engine_parity_greedy_agreement"}
+ENGINE_PARITY_GATES = {"engine_parity_top1_agreement", "engine_parity_greedy_close"}
 
 
 def collect_metrics(parity: ParityReport | None, ppl: PerplexityReport, smoke: SmokeReport,

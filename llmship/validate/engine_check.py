@@ -1,11 +1,15 @@
 """The gates measure what serves: one vLLM engine, started as the chat service starts it, checked three ways.
 
 - ``EngineParityReport``: does vLLM compute what the validated model computes? The reference is the transformers
-  model in fp32 (``llmship.validate.reference``). *Greedy agreement* is the common prefix of vLLM's and the
-  reference's greedy continuations (what a user would notice); *top-1 agreement* is teacher-forced: the
-  reference's continuation goes back into vLLM as a prompt, and vLLM's own top-1 token at every position of it
-  (``prompt_logprobs``) is compared with the reference's. It catches kernel, dtype and quantization drift
-  between what was validated and what serves.
+  model in fp32 (``llmship.validate.reference``). Two measures, both gated:
+  *top-1 agreement* is teacher-forced: the reference's continuation goes back into vLLM as a prompt, and vLLM's
+  own top-1 token at every position of it (``prompt_logprobs``) is compared with the reference's.
+  *Greedy closeness* follows vLLM's own model tests (``check_logprobs_close``): the two greedy continuations are
+  compared token by token; where they first differ, each side's token must be among the other side's top
+  ``TOP_K``, and comparison stops there (after one near-tie the sequences are different texts). A bf16 engine
+  and an fp32 reference legitimately part at near-ties; a wrong kernel, dtype or quantization parts where one
+  side's choice is not even a candidate for the other. The common greedy prefix is reported beside it, not
+  gated: it measures how early the first near-tie falls, which is luck of the prompt.
 - ``SmokeReport``: the chat smoke prompts through the chat template, on vLLM.
 - ``BenchmarkReport``: TTFT, inter-token latency, decode and output tok/s at each batch size, several
   interleaved repetitions with the median, and the peak RSS of the engine's process tree.
@@ -34,19 +38,46 @@ from llmship.errors import LlmshipError
 from llmship.validate.benchmark import PROMPT, BenchmarkReport, BenchRow, gpu_status
 from llmship.validate.quality import SmokeReport, SmokeResult, load_prompts
 
+TOP_K = 5  # the candidates a near-tie may pick from (vLLM's model tests compare with 5 logprobs)
+
+
+class Divergence(BaseModel):
+    """Where one prompt's greedy continuations first differ, and whether that was a near-tie."""
+
+    prompt: int
+    position: int
+    engine_token: int
+    reference_token: int
+    close: bool  # each side's token is among the other side's top ``TOP_K`` there
+
+
+def first_divergence(prompt: int, engine: list[int], engine_top: list[set[int]], reference: list[int],
+                     reference_top: list[set[int]]) -> Divergence | None:
+    """``None`` when the continuations agree; else the first position where they differ (vLLM's
+    ``check_logprobs_close``: a divergence is close when each token is a top candidate of the other side)."""
+    for i, (mine, ref) in enumerate(zip(engine, reference)):
+        if mine != ref:
+            close = i < len(engine_top) and i < len(reference_top) and ref in engine_top[i] and mine in reference_top[i]
+            return Divergence(prompt=prompt, position=i, engine_token=mine, reference_token=ref, close=close)
+    return None
+
 
 class EngineParityReport(BaseModel):
     prompts: int
     greedy_tokens: int
     positions: int
     top1_agreement: float
-    greedy_agreement: float
+    greedy_close: float  # prompts whose continuations agree or first part at a near-tie, as a fraction
+    greedy_agreement: float  # mean common prefix over greedy_tokens (reported, not gated)
     greedy_exact_prompts: int
+    top_k: int = TOP_K
+    divergences: list[Divergence] = []
     engine_dtype: str
     seconds: float
 
     def metrics(self) -> dict[str, float]:
         return {"engine_parity_top1_agreement": self.top1_agreement,
+                "engine_parity_greedy_close": self.greedy_close,
                 "engine_parity_greedy_agreement": self.greedy_agreement}
 
 
@@ -57,6 +88,7 @@ class EngineCheckSpec(BaseModel):
     settings: EngineSettings
     parity_prompts: list[list[int]]
     reference_greedy: list[list[int]]
+    reference_top: list[list[list[int]]]  # per prompt, per position: the reference's top TOP_K token ids
     smoke_prompts: list[dict[str, Any]]
     smoke_max_tokens: int = 24
     batches: list[int]
@@ -71,24 +103,36 @@ class EngineCheckReport(BaseModel):
     engine_start_s: float
 
 
-def reference_greedy(hf_dir: str | Path, prompts: list[str], greedy_tokens: int) -> tuple[list[list[int]],
-                                                                                         list[list[int]]]:
-    """The prompts' token ids and the fp32 reference's greedy continuations (EOS ignored: always N tokens)."""
+class ReferenceGreedy(BaseModel):
+    """The prompts' token ids, the fp32 reference's greedy continuations (EOS ignored: always N tokens) and its
+    top ``TOP_K`` token ids at every generated position."""
+
+    prompts: list[list[int]]
+    greedy: list[list[int]]
+    top: list[list[list[int]]]
+
+
+def reference_greedy(hf_dir: str | Path, prompts: list[str], greedy_tokens: int) -> ReferenceGreedy:
     from llmship.validate.reference import SamplingParams
     from llmship.validate.reference.loader import load_engine
 
     reference = load_engine(hf_dir, "pytorch", dtype="float32")
     encoded = [reference.encode(p) for p in prompts]
-    outs = reference.generate(encoded, SamplingParams(max_tokens=greedy_tokens, temperature=0.0, ignore_eos=True))
-    return encoded, [o.token_ids for o in outs]
+    params = SamplingParams(max_tokens=greedy_tokens, temperature=0.0, ignore_eos=True, top_logprobs=TOP_K)
+    outs = reference.generate(encoded, params)
+    top = [[[token for token, _ in step.top] for step in o.logprobs] for o in outs]
+    if any(len(t) != len(o.token_ids) for t, o in zip(top, outs)):
+        raise LlmshipError("the reference returned fewer logprobs than tokens")
+    return ReferenceGreedy(prompts=encoded, greedy=[o.token_ids for o in outs], top=top)
 
 
 def run_engine_check(hf_dir: str | Path, settings: EngineSettings, *, parity_prompts_file: str | Path,
                      greedy_tokens: int, smoke_file: str | Path, smoke_max_tokens: int, batches: list[int],
                      max_tokens: int = 32, repeats: int = 3, timeout_s: float = 1800) -> EngineCheckReport:
     """Compute the reference in this process, then check one vLLM engine in a subprocess."""
-    prompts, greedy = reference_greedy(hf_dir, [str(p) for p in load_prompts(parity_prompts_file)], greedy_tokens)
-    spec = EngineCheckSpec(hf_dir=str(hf_dir), settings=settings, parity_prompts=prompts, reference_greedy=greedy,
+    ref = reference_greedy(hf_dir, [str(p) for p in load_prompts(parity_prompts_file)], greedy_tokens)
+    spec = EngineCheckSpec(hf_dir=str(hf_dir), settings=settings, parity_prompts=ref.prompts,
+                           reference_greedy=ref.greedy, reference_top=ref.top,
                            smoke_prompts=load_prompts(smoke_file), smoke_max_tokens=smoke_max_tokens,
                            batches=batches, max_tokens=max_tokens, repeats=repeats)
     import tempfile
@@ -138,15 +182,22 @@ async def _parity(client: Any, spec: EngineCheckSpec) -> EngineParityReport:
 
     started = time.perf_counter()
     n = len(spec.reference_greedy[0]) if spec.reference_greedy else 0
-    greedy = SamplingParams(max_tokens=max(n, 1), temperature=0.0, ignore_eos=True)
+    greedy = SamplingParams(max_tokens=max(n, 1), temperature=0.0, ignore_eos=True, logprobs=TOP_K)
     forced = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
     prefix_total, exact, agree, positions = 0, 0, 0, 0
-    for ids, ref in zip(spec.parity_prompts, spec.reference_greedy):
-        out = await _generate(client, ids, greedy)
-        mine = list(out.outputs[0].token_ids)
-        common = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), min(len(mine), len(ref)))
+    divergences: list[Divergence] = []
+    for p, (ids, ref, ref_top) in enumerate(zip(spec.parity_prompts, spec.reference_greedy, spec.reference_top)):
+        out = (await _generate(client, ids, greedy)).outputs[0]
+        mine = list(out.token_ids)
+        # vLLM's entry holds the top TOP_K and the sampled token; rank says which are the top ones
+        mine_top = [{t for t, lp in entry.items() if lp.rank is not None and lp.rank <= TOP_K}
+                    for entry in (out.logprobs or [])]
+        diverged = first_divergence(p, mine, mine_top, ref, [set(t) for t in ref_top])
+        common = diverged.position if diverged else min(len(mine), len(ref))
         prefix_total += common
-        exact += int(common == len(ref))
+        exact += int(diverged is None and len(mine) == len(ref))
+        if diverged:
+            divergences.append(diverged)
         teacher = await _generate(client, ids + list(ref), forced)
         for k, token in enumerate(ref):
             entry = teacher.prompt_logprobs[len(ids) + k] if teacher.prompt_logprobs else None
@@ -156,10 +207,12 @@ async def _parity(client: Any, spec: EngineCheckSpec) -> EngineParityReport:
             agree += int(top == token)
             positions += 1
     prompts = max(len(spec.parity_prompts), 1)
+    close = len(spec.parity_prompts) - sum(not d.close for d in divergences)
     return EngineParityReport(prompts=len(spec.parity_prompts), greedy_tokens=n, positions=positions,
-                              top1_agreement=agree / max(positions, 1),
+                              top1_agreement=agree / max(positions, 1), greedy_close=close / prompts,
                               greedy_agreement=prefix_total / max(prompts * max(n, 1), 1),
-                              greedy_exact_prompts=exact, engine_dtype=str(client.model_config.dtype),
+                              greedy_exact_prompts=exact, divergences=divergences,
+                              engine_dtype=str(client.model_config.dtype),
                               seconds=round(time.perf_counter() - started, 2))
 
 

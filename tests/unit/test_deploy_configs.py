@@ -53,9 +53,12 @@ def loaded(tmp_path_factory) -> dict[str, dict]:
     typo["parameters"]["serve"]["rag_prot"] = 3001
     unknown = json.loads(json.dumps(release))
     unknown["parameters"]["servce"] = {"enabled": False}
-    for name, data in (("typo", typo), ("unknown", unknown)):
+    retired = json.loads(json.dumps(release))
+    retired["parameters"]["gates"]["engine_parity_greedy_agreement"] = 0.6  # renamed engine_parity_greedy_close
+    for name, data in (("typo", typo), ("unknown", unknown), ("retired", retired)):
         (tmp / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    paths = [str(REPO / c) for c in CONFIGS] + [str(tmp / "typo.yaml"), str(tmp / "unknown.yaml")]
+    paths = [str(REPO / c) for c in CONFIGS] + [str(tmp / "typo.yaml"), str(tmp / "unknown.yaml"),
+                                                    str(tmp / "retired.yaml")]
     env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp / "zenml"), "ZENML_ANALYTICS_OPT_IN": "false",
            "PYTHONPATH": str(REPO)}
     for name in ("ZENML_STORE_URL", "ZENML_REPOSITORY_PATH", "ZENML_ACTIVE_STACK_ID"):
@@ -65,7 +68,8 @@ def loaded(tmp_path_factory) -> dict[str, dict]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**{c: results[str(REPO / c)] for c in CONFIGS},
-            "typo": results[str(tmp / "typo.yaml")], "unknown": results[str(tmp / "unknown.yaml")]}
+            "typo": results[str(tmp / "typo.yaml")], "unknown": results[str(tmp / "unknown.yaml")],
+            "retired": results[str(tmp / "retired.yaml")]}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -93,3 +97,8 @@ def test_a_typo_in_a_section_is_an_error(loaded):
 
 def test_an_unknown_section_is_an_error(loaded):
     assert "servce" in loaded["unknown"]["error"] and "Unexpected keyword argument" in loaded["unknown"]["error"]
+
+
+def test_a_retired_gate_is_an_error_not_a_silent_default(loaded):
+    error = loaded["retired"]["error"]
+    assert "engine_parity_greedy_agreement" in error and "Extra inputs are not permitted" in error

@@ -239,12 +239,14 @@ class Engine:
         """Generate for a static batch and return finished completions in order."""
         started = time.perf_counter()
         ttft: list[float | None] = [None] * len(prompts)
+        logprobs: list[list[TokenLogprob]] = [[] for _ in prompts]
         seqs: list[SequenceState] = []
         for step in self.iterate(prompts, params, _collect=seqs):
             now = time.perf_counter() - started
             for out in step:
                 if ttft[out.index] is None:
                     ttft[out.index] = now
+                logprobs[out.index].extend(out.logprobs)
         elapsed = time.perf_counter() - started
         return [
             Completion(
@@ -255,6 +257,7 @@ class Engine:
                 completion_tokens=len(s.tokens),
                 ttft_s=ttft[i] or elapsed,
                 seconds=elapsed,
+                logprobs=logprobs[i],
             )
             for i, s in enumerate(seqs)
         ]

@@ -16,7 +16,7 @@ from llmship.validate.gates import GateThresholds, evaluate_gates
 
 PASSING = {
     "parity_max_abs_logit_diff": 1e-4, "parity_top1_agreement": 1.0, "parity_greedy_agreement": 1.0,
-    "engine_parity_top1_agreement": 1.0, "engine_parity_greedy_agreement": 1.0,
+    "engine_parity_top1_agreement": 1.0, "engine_parity_greedy_close": 1.0,
     "perplexity": 20.0, "smoke_pass_rate": 1.0, "decode_tok_s": 30.0, "ttft_s": 0.2,
 }
 PASS = evaluate_gates(PASSING, GateThresholds())

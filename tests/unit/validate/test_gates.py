@@ -12,7 +12,7 @@ GOOD = {
     "parity_top1_agreement": 1.0,
     "parity_greedy_agreement": 1.0,
     "engine_parity_top1_agreement": 1.0,
-    "engine_parity_greedy_agreement": 1.0,
+    "engine_parity_greedy_close": 1.0,
     "perplexity": 20.0,
     "smoke_pass_rate": 1.0,
     "decode_tok_s": 30.0,
@@ -34,7 +34,7 @@ def test_values_on_the_threshold_pass():
     edge = {**GOOD, "perplexity": t.max_perplexity, "smoke_pass_rate": t.smoke_pass_rate, "ttft_s": t.max_ttft_s,
             "decode_tok_s": t.min_decode_tok_s, "parity_max_abs_logit_diff": t.parity_max_abs_logit_diff,
             "engine_parity_top1_agreement": t.engine_parity_top1_agreement,
-            "engine_parity_greedy_agreement": t.engine_parity_greedy_agreement}
+            "engine_parity_greedy_close": t.engine_parity_greedy_close}
     assert evaluate_gates(edge, t).passed
 
 
@@ -43,7 +43,7 @@ def test_values_on_the_threshold_pass():
     [
         ("parity_max_abs_logit_diff", 0.5),
         ("engine_parity_top1_agreement", 0.5),
-        ("engine_parity_greedy_agreement", 0.1),
+        ("engine_parity_greedy_close", 0.5),
         ("parity_top1_agreement", 0.5),
         ("parity_greedy_agreement", 0.1),
         ("perplexity", 1000.0),
