@@ -8,6 +8,7 @@ state file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -75,10 +76,17 @@ def alive(pid: int) -> bool:
 
 def terminate_group(pid: int, timeout_s: float = 30.0, is_alive: Callable[[int], bool] = alive) -> None:
     """SIGTERM the leader ``pid`` (a clean shutdown, as Kubernetes does to PID 1), then SIGKILL its whole group
-    after ``timeout_s``, or whatever of the group outlives the leader.
+    after ``timeout_s``, or whatever of the group outlives the leader; then every descendant it had when it was
+    told to stop that is still running.
 
     Only the leader gets the SIGTERM: it stops its own children in order. Signalling the whole group would also
-    reach the chat worker's vLLM engine processes, which abort their requests at once: no drain."""
+    reach the chat worker's vLLM engine processes, which abort their requests at once: no drain.
+
+    The descendants are remembered because the group is not enough: BentoML's process manager (circus) starts
+    each worker in a session of its own (``os.setsid``). A worker that hangs in its shutdown hook outlives an
+    arbiter that gave up on it, keeps the service's listening socket, and the next ``llmship serve`` meets its
+    port in use."""
+    descendants = _descendants(pid)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -89,10 +97,36 @@ def terminate_group(pid: int, timeout_s: float = 30.0, is_alive: Callable[[int],
     try:
         os.killpg(pid, signal.SIGKILL)  # the leader if it hung, and any straggler of its group
     except (ProcessLookupError, PermissionError):
-        return
+        pass
     deadline = time.monotonic() + timeout_s
     while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
+    _kill_survivors(descendants, grace_s=min(timeout_s, 5.0))
+
+
+def _descendants(pid: int) -> list:
+    """The processes under ``pid`` now (psutil handles: they know their start time, so a reused pid is not
+    mistaken for one of them later)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _kill_survivors(processes: list, grace_s: float) -> None:
+    """Give ``processes`` ``grace_s`` to finish exiting on their own (the leader told them to), then SIGKILL the
+    rest."""
+    import psutil
+
+    if not processes:
+        return
+    _, running = psutil.wait_procs(processes, timeout=grace_s)
+    for proc in running:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            proc.kill()
+    psutil.wait_procs(running, timeout=grace_s)
 
 
 def port_in_use(host: str, port: int) -> bool:

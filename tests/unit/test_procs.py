@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+import psutil
 import pytest
 
 from llmship import procs
@@ -42,6 +43,46 @@ def test_a_probe_that_never_passes_returns_its_last_reason(tmp_path):
                                 exited=lambda rc: AssertionError(rc)) == "still warming up"
     finally:
         procs.terminate_group(proc.pid, timeout_s=5)
+
+
+LEADER = """
+import os, signal, subprocess, sys, time
+# a worker in a session of its own, as BentoML's process manager (circus) starts them, that ignores SIGTERM
+worker = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                           "print('worker up', flush=True); time.sleep(120)"], start_new_session=True)
+print(worker.pid, flush=True)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # the leader gives up on its worker and leaves
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_a_worker_in_its_own_session_does_not_outlive_the_stop(tmp_path):
+    log = tmp_path / "leader.log"
+    proc = procs.spawn([sys.executable, "-c", LEADER], log, env=dict(os.environ))
+    try:
+        def both_up() -> str | None:  # the worker's line and the leader's (its pid), in either order
+            lines = log.read_text().splitlines()
+            return None if "worker up" in lines and any(ln.isdigit() for ln in lines) else "not yet"
+
+        why = procs.wait_ready(proc, both_up, wait_s=30,
+                               poll_s=0.05, exited=lambda rc: AssertionError(f"exited {rc}: {log.read_text()}"))
+        assert why is None
+        lines = log.read_text().splitlines()
+        worker = int(next(line for line in lines if line.isdigit()))
+        assert os.getsid(worker) == worker != os.getsid(proc.pid)  # outside the leader's group and session
+        procs.terminate_group(proc.pid, timeout_s=2)
+        assert not procs.alive(proc.pid)
+        assert _gone(worker)
+    finally:
+        procs.terminate_group(proc.pid, timeout_s=1)
 
 
 def test_last_error_prefers_a_line_naming_an_error(tmp_path):
