@@ -231,6 +231,9 @@ async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str,
     except BaseException:
         await context.__aexit__(None, None, None)
         raise
+    from llmship.engine.reaper import start_reaper
+
+    start_reaper()  # the engine's processes must not outlive a worker that is killed (see llmship.engine.reaper)
     served = ServedEngine(model_id=model_id, version=version, folder=folder, settings=settings, client=client,
                           app=app, context=context, started_s=time.perf_counter() - started)
     app.state.server = served.death

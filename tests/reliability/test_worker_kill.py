@@ -13,7 +13,9 @@ Proved here:
 - every stream on the surviving worker finishes complete, untouched by the other's death;
 - BentoML's process manager (circus) starts a new process for the killed worker (same worker id, new pid) —
   measured, not assumed: without it this test fails — and that new process loads the model and answers;
-- ``/readyz`` is 200 and new streaming requests succeed afterwards.
+- ``/readyz`` is 200 and new streaming requests succeed afterwards;
+- the killed worker's vLLM engine processes do not outlive it (``llmship.engine.reaper``): before, they stayed
+  as orphans holding the model's memory for the rest of the run.
 """
 
 from __future__ import annotations
@@ -148,12 +150,15 @@ def test_sigkill_one_worker_mid_stream(server):
             f"running streams by worker: {[(r.index, owners[r.index]) for r in live]} of {len(results)}"
 
         victim = max(before, key=lambda pid: sum(owners[r.index] == pid for r in live))
+        engine = [p for p in psutil.Process(victim).children(recursive=True) if p.cmdline()[:1] and
+                  p.cmdline()[0].startswith("VLLM")]
+        assert engine, "no vLLM engine process under the worker"
         killed_at = time.perf_counter()
         os.kill(victim, signal.SIGKILL)
         await asyncio.wait_for(asyncio.gather(*tasks), 90)  # nothing may hang
-        return results, owners, victim, killed_at
+        return results, owners, victim, killed_at, engine
 
-    results, owners, victim, killed_at = asyncio.run(scenario())
+    results, owners, victim, killed_at, engine = asyncio.run(scenario())
     on_victim = [r for r in results if owners[r.index] == victim]
     on_survivor = [r for r in results if owners[r.index] != victim]
     for r in results:
@@ -189,6 +194,10 @@ def test_sigkill_one_worker_mid_stream(server):
     (new_pid,) = set(after) - set(before)
     assert after[new_pid] == before[victim]
     print(f"worker {before[victim]}: pid {victim} killed, pid {new_pid} running {respawned_after:.1f}s later")
+    # its engine core and model worker were reaped, not left as orphans beside the new worker's engine
+    _, orphans = psutil.wait_procs(engine, timeout=RESPAWN_WAIT_S)
+    orphans = [p for p in orphans if p.status() != psutil.STATUS_ZOMBIE]
+    assert not orphans, f"the killed worker's engine processes outlived it: {[(p.pid, p.name()) for p in orphans]}"
 
     # ready again, and the new process itself answers (it has loaded the model)
     deadline = time.monotonic() + READY_WAIT_S
