@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import sys
 
-import psutil
 import pytest
 
 from llmship import procs
+from tests.helpers.procs import gone
 
 
 def test_a_spawned_process_is_waited_for_until_its_probe_says_ready_then_stopped(tmp_path):
@@ -56,12 +56,6 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int) -> bool:
-    """Exited: no such process, or a zombie waiting for whoever adopted it to reap it."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_a_worker_in_its_own_session_does_not_outlive_the_stop(tmp_path):
@@ -80,7 +74,7 @@ def test_a_worker_in_its_own_session_does_not_outlive_the_stop(tmp_path):
         assert os.getsid(worker) == worker != os.getsid(proc.pid)  # outside the leader's group and session
         procs.terminate_group(proc.pid, timeout_s=2)
         assert not procs.alive(proc.pid)
-        assert _gone(worker)
+        assert gone(worker)
     finally:
         procs.terminate_group(proc.pid, timeout_s=1)
 

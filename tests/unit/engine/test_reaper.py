@@ -14,6 +14,7 @@ import psutil
 
 from llmship.engine import reaper
 from tests.conftest import REPO
+from tests.helpers.procs import gone
 
 # The owner: an engine-like child that ignores SIGTERM (the worst case: it needs the SIGKILL), then a reaper for it
 # (POLL_S shortened through the module attribute), then it prints both pids and waits to be killed or told to stop.
@@ -21,6 +22,7 @@ OWNER = """
 import signal, subprocess, sys, time
 import psutil
 from llmship.engine import reaper
+from tests.helpers.procs import gone
 reaper.POLL_S = 0.1
 engine = subprocess.Popen([sys.executable, "-c",
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
@@ -36,11 +38,6 @@ time.sleep(120)
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _owner() -> tuple[subprocess.Popen, int, int]:
@@ -52,26 +49,26 @@ def _owner() -> tuple[subprocess.Popen, int, int]:
     return owner, engine, watcher
 
 
-def _wait_gone(pid: int, within_s: float) -> bool:
+def _waitgone(pid: int, within_s: float) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        if _gone(pid):
+        if gone(pid):
             return True
         time.sleep(0.1)
-    return _gone(pid)
+    return gone(pid)
 
 
 def test_a_killed_owners_engine_is_reaped():
     owner, engine, watcher = _owner()
     try:
-        assert not _gone(engine) and not _gone(watcher)
+        assert not gone(engine) and not gone(watcher)
         owner.kill()  # SIGKILL: no shutdown hook runs, as when the OOM killer or a test kills a worker
         owner.wait()
-        assert _wait_gone(engine, 30), "the orphaned engine survived its owner"
-        assert _wait_gone(watcher, 30), "the reaper did not exit after reaping"
+        assert _waitgone(engine, 30), "the orphaned engine survived its owner"
+        assert _waitgone(watcher, 30), "the reaper did not exit after reaping"
     finally:
         for pid in (engine, watcher):
-            if not _gone(pid):
+            if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
@@ -87,7 +84,7 @@ def test_after_a_clean_stop_the_reaper_leaves_on_its_own():
         owner.kill()
         owner.wait()
         for pid in (engine, watcher):
-            if not _gone(pid):
+            if not gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
