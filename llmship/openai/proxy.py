@@ -190,6 +190,10 @@ class ChatTap:
                 if where is not None:
                     raise InvalidRequest(f"{where}: integers must be within the int64 range", param=where,
                                          code="invalid_value")
+                given_so = body.get("structured_outputs")
+                if given_so is not None and not isinstance(given_so, dict):  # vLLM 0.32 calls .get on it: a 500
+                    raise InvalidRequest("structured_outputs must be an object", param="structured_outputs",
+                                         code="invalid_type")
                 session, turn = self._open_session(scope, body)
             except LlmshipError as err:
                 await send_json(send, err.status, errors.error_body(str(err), err.status, type_=err.type,

@@ -135,6 +135,15 @@ def test_malformed_json_is_a_400(server):
     assert resp.json()["error"]["code"] == "invalid_json"
 
 
+def test_structured_outputs_that_is_not_an_object_is_a_400(server):
+    """vLLM 0.32's request validator calls ``.get`` on ``structured_outputs`` and answered 500 (the fuzz found it)."""
+    body = {"model": NAME, "messages": [{"role": "user", "content": "hi"}], "structured_outputs": 3}
+    resp = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["param"] == "structured_outputs" and error["code"] == "invalid_type"
+
+
 def test_sdk_raises_typed_errors(client):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="missing", messages=[{"role": "user", "content": "hi"}])
