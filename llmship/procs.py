@@ -101,7 +101,7 @@ def terminate_group(pid: int, timeout_s: float = 30.0, is_alive: Callable[[int],
     deadline = time.monotonic() + timeout_s
     while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    _kill_survivors(descendants, grace_s=min(timeout_s, 5.0))
+    kill_survivors(descendants, grace_s=min(timeout_s, 5.0))
 
 
 def _descendants(pid: int) -> list:
@@ -115,7 +115,7 @@ def _descendants(pid: int) -> list:
         return []
 
 
-def _kill_survivors(processes: list, grace_s: float) -> None:
+def kill_survivors(processes: list, grace_s: float) -> None:
     """Give ``processes`` ``grace_s`` to finish exiting on their own (the leader told them to), then SIGKILL the
     rest."""
     import psutil

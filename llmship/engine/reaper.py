@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from llmship.procs import kill_survivors
+
 log = logging.getLogger(__name__)
 POLL_S = 1.0
 GRACE_S = 5.0
@@ -44,7 +46,7 @@ def engine_processes() -> list:
 
 
 def start_reaper(processes: list | None = None) -> subprocess.Popen | None:
-    """Start a reaper for ``processes`` (default: this process's descendants), owned by this process. Never
+    """Start a reaper for ``processes`` (default: ``engine_processes()``), owned by this process. Never
     raises: without a reaper the engine still serves, and a warning says what is lost."""
     try:
         procs = engine_processes() if processes is None else processes
@@ -85,13 +87,7 @@ def reap(specs: list[str], grace_s: float = GRACE_S) -> int:
             proc.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace_s)
+    kill_survivors(procs, grace_s=grace_s)
     return len(procs)
 
 
