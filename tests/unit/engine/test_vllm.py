@@ -7,11 +7,16 @@ import os
 import pytest
 
 from llmship.engine.settings import EngineSettings
-from llmship.engine.vllm import cpu_slice, vllm_environment
+from llmship.engine.vllm import cpu_slice, numa_nodes, vllm_environment
 
 
-def test_one_worker_without_a_thread_count_keeps_vllms_own_binding():
-    assert cpu_slice(0, 0, 1, range(8)) is None
+def test_one_worker_without_a_thread_count_takes_every_core_of_a_one_node_host():
+    """vLLM's auto binding would keep a core back for its scheduler: half the compute on 2 vCPUs."""
+    assert cpu_slice(0, 0, 1, [2, 0, 1, 3]) == [0, 1, 2, 3]
+
+
+def test_one_worker_without_a_thread_count_keeps_vllms_numa_binding_on_several_nodes():
+    assert cpu_slice(0, 0, 1, range(8), nodes=2) is None
 
 
 def test_one_worker_with_threads_takes_the_first_cores():
@@ -43,6 +48,9 @@ def test_the_environment_binds_each_worker_to_its_own_cores():
     binds = [env["VLLM_CPU_OMP_THREADS_BIND"] for env in envs]
     assert binds == [str(c) for c in cores]
     assert {env["OMP_NUM_THREADS"] for env in envs} == {"1"}
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings)  # one worker: vLLM's default
+    if numa_nodes() == 1:  # one worker, one node: every core
+        assert vllm_environment(settings)["VLLM_CPU_OMP_THREADS_BIND"] == ",".join(map(str, cores))
+    else:  # vLLM's NUMA-aware default
+        assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings)
     assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings.model_copy(update={"device": "cuda"}),
                                                                  worker=1, workers=2)
