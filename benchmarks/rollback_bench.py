@@ -1,20 +1,26 @@
-"""How long `llmship rollback` takes, and how long the chat service does not answer meanwhile.
+"""How long `llmship rollback` takes, how long the chat service does not answer meanwhile, and what fails.
 
     python benchmarks/rollback_bench.py                 # a tiny random model (the serving path, not the model)
     python benchmarks/rollback_bench.py --model-dir D   # a built model folder (hf/), e.g. gemma's
+    python benchmarks/rollback_bench.py --streams 16    # under 16 streaming clients (default), 0 for none
 
 In a throw-away LLMSHIP_HOME: the model is registered twice (versions 1 and 2, both passing, 2 champion and 1
 previous), the chat Bento is built once, and ``bentoml serve`` runs it on 127.0.0.1 as ``deploy`` does (vLLM
 inside; the tiny model with the tests' engine settings, eager and fp32, so a start takes seconds; a
 ``--model-dir`` with the deploy config's, torch.compile's cache in the user's LLMSHIP_HOME). A poller
-asks ``GET /v1/models`` every 50 ms and records which version answered. Then, in one run:
+asks ``GET /v1/models`` every 50 ms and records which version answered, and ``--streams`` clients stream chat
+completions (16 tokens) back to back, counting the ones that fail (an HTTP error, a dropped connection, a stream
+without ``[DONE]``). Then, in one run:
 
 - ``rollback --no-restart``: the alias move alone (registry time);
-- ``rollback``: alias move, Bento check, restart; measured to the first answer of the rolled-back version;
+- ``rollback``: alias move, then the running service swaps its engine in place (``POST /admin/reload``: the new
+  version's engine starts beside the old one); measured to the first answer of the rolled-back version;
+- ``rollback, restart``: the same with the server stopped first, so rollback restarts it (what it does when no
+  swap is possible), measured from the stop;
 - the peer: a plain restart of the same Bento on the same version (``llmship serve stop`` + start, what any
-  redeploy of the serve step costs): rollback can be no faster than that, so the ratio shows what it adds.
+  redeploy of the serve step costs).
 
-Prints wall time, the longest window without an answer, and the ratios.
+Prints wall time, the longest window without an answer, failed/total streams, and the ratios.
 """
 
 from __future__ import annotations
@@ -70,6 +76,62 @@ class Poller(threading.Thread):
         return gap
 
 
+class Streams:
+    """``n`` clients streaming chat completions back to back; per measured phase, how many ended and failed."""
+
+    def __init__(self, url: str, model: str, n: int) -> None:
+        self.url, self.model, self.n = url, model, n
+        self.stop = threading.Event()
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def take(self) -> tuple[int, int, list[str]]:
+        with self.lock:
+            out = (self.ok, self.failed, self.errors[:3])
+            self.ok = self.failed = 0
+            self.errors = []
+        return out
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(120)
+
+    def _run(self) -> None:
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Tell me a story."}],
+                "max_tokens": 16, "stream": True}
+        with httpx.Client(timeout=300) as client:
+            while not self.stop.is_set():
+                error = None
+                try:
+                    with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as resp:
+                        if resp.status_code != 200:
+                            error = f"HTTP {resp.status_code}: {resp.read()[:120]!r}"
+                        elif not any(line.strip() == "data: [DONE]" for line in resp.iter_lines()):
+                            error = "stream ended without [DONE]"
+                except httpx.HTTPError as err:
+                    error = f"{type(err).__name__}: {err}"
+                with self.lock:
+                    if error is None:
+                        self.ok += 1
+                    else:
+                        self.failed += 1
+                        self.errors.append(error)
+                if error is not None:
+                    time.sleep(0.2)  # a down server: do not spin
+
+
+def first_answer(samples: list[tuple[float, str | None]], after: float, version: str) -> float | None:
+    """When ``version`` first answered after ``after`` (a swap: the moment new requests went to the new engine)."""
+    return next((t for t, v in samples if t >= after and v == version), None)
+
+
 def back_up(samples: list[tuple[float, str | None]], after: float, version: str) -> float | None:
     """When ``version`` answered again: its first answer after the first probe that got none (a restart always
     has an outage: the old server stops before the new one listens)."""
@@ -117,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", type=Path, help="a built model folder with hf/; default: tiny model")
     p.add_argument("--rounds", type=int, default=3, help="rollbacks (each undoes the last) and peer restarts")
     p.add_argument("--port", type=int, default=3137)
+    p.add_argument("--streams", type=int, default=16, help="streaming clients during each rollback and restart")
     p.add_argument("--out", type=Path, help="JSON results (default: print only)")
     args = p.parse_args(argv)
 
@@ -128,50 +191,71 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{args.port}"
         poller = Poller(url)
         poller.start()
-        rows: dict[str, list[tuple[float, float]]] = {"alias move only (--no-restart)": [], "rollback": [],
-                                                       "peer: restart, same version": []}
+        streams = Streams(url, NAME, args.streams)
+        streams.start()
+        labels = ["alias move only (--no-restart)", "rollback (swap in place)", "rollback, restart",
+                  "peer: restart, same version"]
+        rows: dict[str, list[tuple[float, float, int, int]]] = {label: [] for label in labels}
+        examples: list[str] = []
+
+        def measured(label: str, t0: float, answered: float | None, wall: float) -> None:
+            time.sleep(0.3)  # let the poller see the answer
+            ok, failed, errors = streams.take()
+            examples.extend(f"{label}: {e}" for e in errors)
+            rows[label].append(((answered or t0 + wall) - t0, poller.gap(t0, time.perf_counter()), ok, failed))
+
         try:
             served = "2"
             for _ in range(args.rounds):
                 t0 = time.perf_counter()
                 moved = rollback(restart=False)
-                rows["alias move only (--no-restart)"].append((time.perf_counter() - t0, 0.0))
+                rows[labels[0]].append((time.perf_counter() - t0, 0.0, 0, 0))
                 rollback(moved.from_version, restart=False)  # put it back for the measured rollback
 
-                target = "1" if served == "2" else "2"
-                t0 = time.perf_counter()
-                result = rollback()
-                wall = time.perf_counter() - t0
-                time.sleep(0.3)  # let the poller see the answer
-                answered = back_up(poller.samples, t0, f"{NAME}/{target}")
-                gap = poller.gap(t0, time.perf_counter())
-                assert result.to_version == target, result
-                rows["rollback"].append(((answered or t0 + wall) - t0, gap))
-                served = target
+                for label in labels[1:3]:
+                    target = "1" if served == "2" else "2"
+                    streams.take()
+                    t0 = time.perf_counter()
+                    if label == "rollback, restart":
+                        process.stop(args.port)
+                    result = rollback()
+                    wall = time.perf_counter() - t0
+                    assert result.to_version == target and result.swapped == (label != "rollback, restart"), result
+                    find = first_answer if result.swapped else back_up
+                    measured(label, t0, find(poller.samples, t0, f"{NAME}/{target}"), wall)
+                    served = target
 
+                streams.take()
                 t0 = time.perf_counter()
                 process.start(state["bento"], model_uri=f"models:/{NAME}@champion", port=args.port, env=state["env"])
+                # rollback's next swap finds the server it restarted recorded as the deploy's
+                process.write_deploy_summary(process.status()[0], {
+                    k: v for k, v in (process.last_deploy() or {}).items()
+                    if k not in process.ServerInfo.model_fields and k != "url"})
                 wall = time.perf_counter() - t0
-                time.sleep(0.3)
-                answered = back_up(poller.samples, t0, f"{NAME}/{served}")
-                gap = poller.gap(t0, time.perf_counter())
-                rows["peer: restart, same version"].append(((answered or t0 + wall) - t0, gap))
+                measured(labels[3], t0, back_up(poller.samples, t0, f"{NAME}/{served}"), wall)
         finally:
             poller.done.set()
+            streams.close()
             process.stop(args.port)
 
-    print(f"\n{args.rounds} rounds, {'tiny random model' if args.model_dir is None else args.model_dir}; "
-          "seconds, median (min-max)")
-    print(f"{'':34} {'to first answer':>22} {'longest window without one':>28}")
+    print(f"\n{args.rounds} rounds, {'tiny random model' if args.model_dir is None else args.model_dir}, "
+          f"{args.streams} streaming clients; seconds, median (min-max)")
+    print(f"{'':32} {'to first answer':>20} {'longest window without one':>28} {'streams failed/total':>22}")
     summary = {}
     for label, values in rows.items():
         walls, gaps = [v[0] for v in values], [v[1] for v in values]
-        summary[label] = {"to_first_answer_s": statistics.median(walls), "no_answer_window_s": statistics.median(gaps)}
-        print(f"{label:34} {statistics.median(walls):8.2f} ({min(walls):.2f}-{max(walls):.2f})      "
-              f"{statistics.median(gaps):8.2f} ({min(gaps):.2f}-{max(gaps):.2f})")
-    rb, peer = summary["rollback"], summary["peer: restart, same version"]
-    print(f"\nrollback / plain restart: {rb['to_first_answer_s'] / peer['to_first_answer_s']:.2f}x to the first "
-          f"answer, {rb['no_answer_window_s'] / max(peer['no_answer_window_s'], 1e-9):.2f}x the window without one")
+        ok, failed = sum(v[2] for v in values), sum(v[3] for v in values)
+        summary[label] = {"to_first_answer_s": statistics.median(walls), "no_answer_window_s": statistics.median(gaps),
+                          "streams_ok": ok, "streams_failed": failed}
+        print(f"{label:32} {statistics.median(walls):7.2f} ({min(walls):.2f}-{max(walls):.2f})    "
+              f"{statistics.median(gaps):10.2f} ({min(gaps):.2f}-{max(gaps):.2f})      {failed:>6}/{ok + failed}")
+    swap, restart, peer = (summary[k] for k in labels[1:])
+    print(f"\nswap / restart rollback: {swap['to_first_answer_s'] / restart['to_first_answer_s']:.2f}x to the first "
+          f"answer; windows without one {swap['no_answer_window_s']:.2f} vs {restart['no_answer_window_s']:.2f} s "
+          f"(plain restart {peer['no_answer_window_s']:.2f} s)")
+    for line in examples[:6]:
+        print(f"  failed: {line}")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2))
     return 0

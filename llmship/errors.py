@@ -98,6 +98,14 @@ class ModelNotFound(LlmshipError):
     code = "model_not_found"
 
 
+class Conflict(LlmshipError):
+    """The request cannot be done in the service's present state (a reload already running, several workers)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class EngineUnavailable(LlmshipError):
     """The engine is not loaded yet or is overloaded (HTTP 503)."""
 

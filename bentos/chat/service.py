@@ -11,6 +11,7 @@ front of every route, BentoML's own too. ``/v1/embeddings`` goes to the embeddin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -19,8 +20,9 @@ import bentoml
 from bentos.embedding.service import BentoEmbeddingBackend, embedding_dependency
 from llmship.engine.settings import EngineSettings
 from llmship.engine.vllm import start_engine
+from llmship.errors import ServeError
 from llmship.gateway import Gateway
-from llmship.openai.app import ApiSettings, attach_engine, create_app, drain
+from llmship.openai.app import ApiSettings, attach_engine, create_app, drain, swap_engine
 from llmship.registry import resolve_served
 
 log = logging.getLogger("llmship.chat")
@@ -59,7 +61,32 @@ class Chat:
                                          workers=WORKERS)
         _tokenizer[:] = [AutoTokenizer.from_pretrained(str(folder))]
         attach_engine(app, self.engine)
+        if WORKERS == 1:  # one POST /admin/reload reaches one worker: with several, a reload is a restart
+            app.state.reloader = self.reload
         log.info("vLLM serves %s from %s (engine start %.1f s)", version, folder, self.engine.started_s)
+
+    async def reload(self):
+        """Serve what ``LLMSHIP_MODEL_URI`` names now (``llmship rollback`` moved the alias): a second engine
+        beside this one, then the swap (``llmship.openai.app.swap_engine``). The same version: nothing to do."""
+        from transformers import AutoTokenizer
+
+        folder, name, version = await asyncio.to_thread(resolve_served, self.settings.model_uri)
+        if self.engine is not None and self.engine.version == version:
+            return self.engine
+        tokenizer: list = []
+
+        async def start():
+            engine = await start_engine(self.settings, folder, model_id=name, version=version)
+            try:  # in a thread: the loop keeps serving
+                tokenizer.append(await asyncio.to_thread(AutoTokenizer.from_pretrained, str(folder)))
+            except Exception as err:
+                await engine.stop()
+                raise ServeError(f"cannot load the tokenizer of {version} from {folder}: {err}") from err
+            return engine
+
+        self.engine = await swap_engine(app, start, float(self.settings.drain_timeout_s))
+        _tokenizer[:] = tokenizer
+        return self.engine
 
     @bentoml.on_shutdown
     async def stop_engine(self) -> None:

@@ -39,7 +39,10 @@ def _rollback(args: argparse.Namespace) -> int:
 
     result = rollback(args.to, name=args.name, restart=not args.no_restart)
     print(f"{result.name}: champion is now version {result.to_version} (was {result.from_version}, now 'previous')")
-    if result.restarted:
+    if result.swapped:
+        print(f"swapped in place on {result.url}: it serves {result.served_version} (the old engine stopped after "
+              "its last request)")
+    elif result.restarted:
         reuse = "rebuilt" if result.rebuilt else "reused"
         print(f"restarted {result.url} on bento {result.bento} ({reuse}); it serves {result.served_version}")
     else:
@@ -56,7 +59,7 @@ def register(sub: Any) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
 
-    rb = sub.add_parser("rollback", help="move champion back (to 'previous' by default) and restart the chat service")
+    rb = sub.add_parser("rollback", help="move champion back (to 'previous' by default) and serve it: swapped in place, or restarted")
     rb.add_argument("--to", default=None, metavar="VERSION", help="a version that passed its gates")
     rb.add_argument("--name", default=None, help="registered model (default: the one last deployed here)")
     rb.add_argument("--no-restart", action="store_true", help="only move the aliases (e.g. serving runs elsewhere)")

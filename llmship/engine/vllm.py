@@ -11,6 +11,7 @@ as ``vllm serve`` would; a refusal is re-raised as one line naming the ``serve.*
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -191,13 +192,16 @@ class ServedEngine:
     settings: EngineSettings
     client: Any  # vLLM's EngineClient (AsyncLLM)
     app: Any  # vLLM's FastAPI app (chat, completions, models, tokenize, responses, metrics, ...)
-    context: Any  # the async context manager that owns the engine
+    shutdown_timeout: float = 0.0  # what vLLM's config gives its engine core to stop
     started_s: float = 0.0
     created: int = field(default_factory=lambda: int(time.time()))
     death: EngineDeath = field(default_factory=EngineDeath)
+    active: int = 0  # requests inside this engine now (a swapped-out engine is stopped once it reaches 0)
 
     async def stop(self) -> None:
-        await self.context.__aexit__(None, None, None)
+        """Stop the engine core and its workers (in a thread: ``AsyncLLM.shutdown`` waits for the processes, and
+        the event loop keeps answering with a swapped-in engine meanwhile)."""
+        await asyncio.to_thread(self.client.shutdown, self.shutdown_timeout)
 
 
 def _multiprocess_metrics() -> None:
@@ -223,32 +227,55 @@ async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str,
     _multiprocess_metrics()
     args = engine_args(settings, folder, model_id)
     from vllm.entrypoints.launchers.api_server.app_state import init_app_state
-    from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
     from vllm.entrypoints.launchers.app import build_app
 
-    context = build_async_engine_client(args)
     try:
-        client = await context.__aenter__()
+        client, shutdown_timeout = await asyncio.to_thread(_build_client, args)
     except ServeError:
         raise
     except Exception as err:
         raise explain_start_failure(err, settings) from err
     try:
+        await client.reset_mm_cache()
         tasks = await client.get_supported_tasks()
         if "generate" not in tasks:
             raise ServeError(f"vLLM loaded {model_id} but cannot generate with it (tasks: {', '.join(tasks)})")
         app = build_app(args, tasks, client.model_config)
         await init_app_state(client, app.state, args, tasks)
     except BaseException:
-        await context.__aexit__(None, None, None)
+        await asyncio.to_thread(client.shutdown, shutdown_timeout)
         raise
     from llmship.engine.reaper import start_reaper
 
     start_reaper()  # the engine's processes must not outlive a worker that is killed (see llmship.engine.reaper)
     served = ServedEngine(model_id=model_id, version=version, folder=folder, settings=settings, client=client,
-                          app=app, context=context, started_s=time.perf_counter() - started)
+                          app=app, shutdown_timeout=shutdown_timeout, started_s=time.perf_counter() - started)
     app.state.server = served.death
     return served
+
+
+def _build_client(args: Any) -> tuple[Any, float]:
+    """vLLM's ``AsyncLLM`` for these arguments, as ``build_async_engine_client`` makes it, but built in a worker
+    thread (``start_engine`` runs this with ``asyncio.to_thread``).
+
+    Why: ``AsyncLLM``'s constructor waits, blocking, for the engine core to load the model, compile and size its
+    KV cache (seconds eager, minutes cold). On the serving event loop that wait would stall every request of an
+    engine already serving beside it (``llmship.openai.app.swap_engine``): measured, an 18 s window without
+    answers in a swap. Built with no running loop, vLLM starts its asyncio tasks lazily, on the serving loop, at
+    the first call. Returns the client and the shutdown timeout vLLM's config gives it."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.entrypoints.launchers.cli_args import propagate_flash_late_interaction
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine_args = AsyncEngineArgs.from_cli_args(args)
+    propagate_flash_late_interaction(args, engine_args)
+    vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+    client = AsyncLLM.from_vllm_config(vllm_config=vllm_config, usage_context=UsageContext.OPENAI_API_SERVER,
+                                       enable_log_requests=engine_args.enable_log_requests,
+                                       aggregate_engine_logging=engine_args.aggregate_engine_logging,
+                                       disable_log_stats=engine_args.disable_log_stats)
+    return client, float(vllm_config.shutdown_timeout or 0)
 
 
 def _check_device(settings: EngineSettings) -> None:

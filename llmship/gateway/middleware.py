@@ -4,7 +4,8 @@ What users otherwise put LiteLLM's proxy in front of vLLM for, in the serving pr
 adds it with ``add_asgi_middleware`` (so BentoML's own routes — ``/metrics``, ``/docs.json``, the docs UI — are
 behind it too), a bare FastAPI app with ``add_middleware``. Per request:
 
-1. ``/livez``, ``/readyz``, ``/healthz`` pass untouched (probes carry no key); docs and ``/metrics`` as configured.
+1. ``/livez``, ``/readyz``, ``/healthz`` pass untouched (probes carry no key); docs and ``/metrics`` as configured;
+   ``/admin/*`` without a key (the app checks its own admin token there).
 2. With ``auth``, ``Authorization: Bearer <key>`` is checked against the key store: 401 when missing, unknown,
    revoked or expired.
 3. A JSON body (read once, at most ``max_body_bytes``: 413 beyond) is looked at for ``model`` (403 when the key
@@ -58,6 +59,9 @@ METRICS = "/metrics"
 # The web chat page and its static files: the page holds no data and asks the user for a key, which it then
 # sends with every API call it makes, so loading it needs none.
 CHAT_PAGE = "/chat"
+# The service's admin routes (``POST /admin/reload``) check their own token, held by the operator's machine and
+# not a user's API key: ``llmship rollback`` must work with auth on, and no API key may reload the model.
+ADMIN = "/admin/"
 RATE_HEADERS = ["retry-after", "x-request-id", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                 "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                 "x-ratelimit-reset-tokens"]
@@ -147,7 +151,7 @@ class Gateway:
 
     def _public(self, path: str) -> bool:
         return (path in DOCS and self.settings.public_docs or path == METRICS and self.settings.public_metrics
-                or path == CHAT_PAGE or path.startswith(CHAT_PAGE + "/"))
+                or path == CHAT_PAGE or path.startswith((CHAT_PAGE + "/", ADMIN)))
 
     async def _guard(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")

@@ -5,7 +5,8 @@ vLLM owns the OpenAI protocol (``/v1/chat/completions``, ``/v1/completions``, ``
 vLLM built around its engine (``llmship.openai.proxy.EngineRoutes``), which adds sessions, admission, exact
 usage for the gateway and OpenAI-shaped errors. This app owns what vLLM does not have: ``/livez``, ``/readyz``
 (503 until the engine is up and while it drains), ``/stat``, ``/v1/sessions/{id}``, ``/v1/embeddings`` (the
-embedding service) and the web chat page at ``/chat``.
+embedding service), the web chat page at ``/chat`` and ``POST /admin/reload`` (``swap_engine``: serve what the
+registry alias names now, without a moment of not answering; ``llmship rollback`` calls it).
 
 ``create_app()`` returns the app before any engine exists, so a BentoML service can mount it at import time and
 start vLLM in ``@bentoml.on_startup``: ``attach_engine`` then makes it answer.
@@ -14,8 +15,11 @@ start vLLM in ``@bentoml.on_startup``: ``attach_engine`` then makes it answer.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,15 +28,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from llmship.engine.vllm import ServedEngine
-from llmship.errors import EngineUnavailable, ModelNotFound
+from llmship.errors import AuthenticationError, Conflict, EngineUnavailable, LlmshipError, ModelNotFound, ServeError
 from llmship.gateway.settings import GatewaySettings
 from llmship.openai import errors
+from llmship.openai.admin import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER
 from llmship.openai.headers import ResponseHeaders
 from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import SessionDeleted, SessionInfo
 from llmship.openai.proxy import EngineRoutes, Load
 from llmship.openai.sessions import SessionStore
 from llmship.settings import env_overrides
+
+log = logging.getLogger(__name__)
 
 
 class ApiSettings(BaseModel):
@@ -59,6 +66,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.load = Load()
     app.state.draining = False
     app.state.started = time.time()
+    app.state.reloader = None  # set by a service that can swap its engine (the chat Bento with one worker)
+    app.state.swap_lock = asyncio.Lock()
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ResponseHeaders)
@@ -119,6 +128,39 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         request.app.state.sessions.delete(session_id)
         return SessionDeleted(id=session_id)
 
+    @app.post("/admin/reload", include_in_schema=False)
+    async def reload(request: Request) -> dict:
+        """Serve what the registry alias names now: a new engine is started beside the running one, takes new
+        requests once it is up, and the old one stops after its last request (``swap_engine``). Answers when
+        the swap is done; a failed start leaves the running engine serving. Guarded by the service's own admin
+        token (``llmship.serving.process`` writes it next to the server's state file), not by API keys."""
+        expected = os.environ.get(ADMIN_TOKEN_ENV, "")
+        if not expected:
+            raise ModelNotFound("Not found: /admin/reload", code="not_found")
+        given = request.headers.get(ADMIN_TOKEN_HEADER, "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise AuthenticationError("a valid admin token is required (x-llmship-admin-token)",
+                                      code="invalid_admin_token")
+        reloader = request.app.state.reloader
+        if reloader is None:
+            raise Conflict("this service cannot swap its engine in place (it runs several workers); restart it",
+                           code="reload_unavailable")
+        if request.app.state.draining:
+            raise EngineUnavailable("the server is shutting down")
+        if request.app.state.swap_lock.locked():
+            raise Conflict("a reload is already running", code="reload_in_progress")
+        async with request.app.state.swap_lock:
+            before = current(request)
+            try:
+                after = await reloader()
+            except LlmshipError:
+                raise
+            except Exception as err:  # the caller must learn why, not "internal error"
+                log.exception("reload failed")
+                raise ServeError(f"the new engine did not start: {type(err).__name__}: {err}") from err
+        return {"version": after.version, "previous": before.version, "swapped": after is not before,
+                "engine_start_s": round(after.started_s, 1) if after is not before else 0.0}
+
     from llmship.openai.embeddings import embeddings_router
 
     app.include_router(embeddings_router())
@@ -164,6 +206,30 @@ def attach_engine(app: FastAPI, engine: ServedEngine) -> None:
     """Start answering with ``engine`` (after ``llmship.engine.vllm.start_engine``)."""
     app.state.engine = engine
     app.state.model_version = engine.version
+
+
+async def swap_engine(app: FastAPI, start: Callable[[], Awaitable[ServedEngine]], drain_timeout_s: float = 30.0,
+                      ) -> ServedEngine:
+    """Blue/green inside one worker: start the new engine while the old one keeps answering, route new requests
+    to it, then stop the old one once the requests it was answering are done (or ``drain_timeout_s`` passed).
+
+    Why in the worker and not a second server: vLLM's start-up (seconds eager, minutes with a cold compile) would
+    otherwise be a window without answers on the service's port, which a second ``bentoml serve`` cannot share.
+    The cost is memory: for the start-up, two engines (weights and KV cache) live side by side. If the new one
+    fails to start, the old one was never touched and the error propagates."""
+    old = app.state.engine
+    new = await start()
+    attach_engine(app, new)
+    if old is not None:
+        deadline = time.monotonic() + drain_timeout_s
+        while old.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if old.active:
+            log.warning("stopping the replaced engine (%s) with %d requests still running", old.version, old.active)
+        await old.stop()
+    log.info("now serving %s (engine start %.1f s; replaced %s)", new.version, new.started_s,
+             old.version if old else "nothing")
+    return new
 
 
 async def drain(app: FastAPI, timeout_s: float = 30.0) -> int:

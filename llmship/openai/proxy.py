@@ -82,6 +82,7 @@ class EngineRoutes:
         load.inflight += 1
         load.requests_total += 1
         load.generating += generating
+        engine.active += 1  # the engine this request started on answers it, even if a reload swaps in another
         try:
             if generating:
                 await ChatTap(engine.app, state.sessions, state.settings.always_include_usage, load)(
@@ -91,6 +92,7 @@ class EngineRoutes:
         finally:
             load.inflight -= 1
             load.generating -= generating
+            engine.active -= 1
 
     @staticmethod
     async def _reject(send: Any, message: str, status: int, *, code: str) -> None:

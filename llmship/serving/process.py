@@ -2,13 +2,16 @@
 
 A small JSON state file per port under ``LLMSHIP_HOME/serve`` records what we
 started, so ``deploy`` can replace its own server cleanly while refusing to
-touch a port that something else owns.
+touch a port that something else owns. Next to it, readable by this user only,
+the server's admin token: what ``reload`` sends to swap the served model in
+place (``POST /admin/reload``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from pydantic import BaseModel
 
 from llmship import paths, procs
 from llmship.errors import ServeError
+from llmship.openai.admin import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER
 
 
 class ServerInfo(BaseModel):
@@ -38,6 +42,20 @@ class ServerInfo(BaseModel):
 
 def _state_file(port: int) -> Path:
     return paths.sub("serve") / f"{port}.json"
+
+
+def _token_file(port: int) -> Path:
+    return paths.sub("serve") / f"{port}.admin-token"
+
+
+def _write_token(port: int) -> str:
+    token = secrets.token_urlsafe(32)
+    path = _token_file(port)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token)
+    return token
 
 
 _alive = procs.alive
@@ -78,7 +96,7 @@ def start(target: str, *, model_uri: str, host: str = "127.0.0.1", port: int = 3
     if port_in_use(host, port):
         raise ServeError(f"port {port} on {host} is in use by another process; stop it or set serve.port")
     log_path = paths.sub("logs") / f"serve-{port}.log"
-    full_env = {**os.environ, **(env or {}), "LLMSHIP_MODEL_URI": model_uri}
+    full_env = {**os.environ, **(env or {}), "LLMSHIP_MODEL_URI": model_uri, ADMIN_TOKEN_ENV: _write_token(port)}
     cmd = [bentoml_executable(), "serve", target, "--host", host, "--port", str(port),
            "--timeout-keep-alive", str(keep_alive)]
     proc = procs.spawn(cmd, log_path, env=full_env, cwd=cwd)
@@ -153,8 +171,39 @@ def stop(port: int | None = None, timeout_s: float = 30.0) -> list[ServerInfo]:
             continue
         procs.terminate_group(info.pid, timeout_s)
         _state_file(info.port).unlink(missing_ok=True)
+        _token_file(info.port).unlink(missing_ok=True)
         stopped.append(info)
     return stopped
+
+
+class ReloadUnavailable(ServeError):
+    """The running server cannot swap its model in place (several workers, an older server, not ours)."""
+
+
+def reload(port: int, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Ask our server on ``port`` to serve what its alias names now, in place (``POST /admin/reload``): a new
+    engine starts beside the running one and takes over when ready, so no request fails and there is no window
+    without answers. Returns ``{"version", "previous", "swapped", "engine_start_s"}``. Raises
+    ``ReloadUnavailable`` when the server cannot (then restart it), ``ServeError`` when the new engine failed to
+    start (the running one still serves)."""
+    info = next((i for i in status() if i.port == port), None)
+    token_path = _token_file(port)
+    if info is None or not token_path.exists():
+        raise ReloadUnavailable(f"no server of ours with an admin token runs on port {port}")
+    try:
+        resp = httpx.post(f"{info.url}/admin/reload", headers={ADMIN_TOKEN_HEADER: token_path.read_text().strip()},
+                          timeout=timeout_s)
+    except httpx.HTTPError as err:
+        raise ServeError(f"reload on port {port} did not answer: {err}") from None
+    if resp.status_code == 200:
+        return resp.json()
+    try:
+        message = resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = resp.text[:300]
+    if resp.status_code in (404, 409):
+        raise ReloadUnavailable(f"the server on port {port} cannot reload in place: {message}")
+    raise ServeError(f"the server on port {port} could not reload: {message}")
 
 
 def deploy_summary_path() -> Path:

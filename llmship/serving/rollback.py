@@ -1,13 +1,22 @@
-"""``llmship rollback``: move ``champion`` back and restart the served chat service on it.
+"""``llmship rollback``: move ``champion`` back and serve it.
 
-The chat Bento carries no weights: it loads ``models:/<name>@champion`` when a worker starts. So a rollback
-is an alias move in the registry plus a restart of the same Bento (rebuilt only when the Bento store no
-longer has it), on the port, settings and gateway the last deploy used (``last-deploy.json``). The RAG
-service keeps running: it reaches the chat service by URL, and its answer cache is keyed by the chat
+The chat Bento carries no weights: it loads ``models:/<name>@champion`` when its engine starts. So a rollback
+is an alias move in the registry, then one of:
+
+- **a swap in place** (blue/green inside the worker), when the service the last deploy started still runs and
+  has one worker: ``POST /admin/reload`` starts the rolled-back version's vLLM engine beside the running one,
+  new requests go to it once it is up, and the old engine stops after its last request. No request fails and
+  there is no window without answers; the cost is a second engine's memory during the start-up.
+- **a restart** of the same Bento (rebuilt only when the Bento store no longer has it) on the port, settings
+  and gateway the last deploy used (``last-deploy.json``), when no swap is possible (several workers, the
+  service is down): a window without answers as long as vLLM's start-up.
+
+The RAG service keeps running: it reaches the chat service by URL, and its answer cache is keyed by the chat
 model's version, so it cannot hand out an answer of the version rolled away from.
 
 If the rolled-back version cannot be started, the aliases go back to where they were and the version that
-was serving is started again: a failed rollback leaves the release as it found it.
+was serving serves again (a failed swap never stopped it; a failed restart starts it again): a failed rollback
+leaves the release as it found it.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ class RollbackResult(BaseModel):
     from_version: str
     to_version: str
     restarted: bool
+    swapped: bool = False  # served in place: the running service swapped its engine (no restart, no gap)
     bento: str | None = None
     rebuilt: bool = False  # the Bento store had lost the deployed Bento, so it was built again
     url: str | None = None
@@ -56,6 +66,14 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
                            "restart; restart your serving deployment (it loads @champion at start)")
     config = ServeConfig.model_validate(deployed["serve_config"])
     try:
+        return _swap(deployed, config, moved, result, wait_s)
+    except process.ReloadUnavailable as why:
+        log.info("no swap in place (%s): restarting the service", why)
+    except LlmshipError as err:  # the new engine did not start; the running one never stopped
+        registry.undo_rollback(moved)
+        raise ServeError(f"rollback to version {moved.to_version} failed ({err}); champion is version "
+                         f"{moved.from_version} again and serving") from None
+    try:
         return _restart(deployed, config, moved, registry, result, wait_s)
     except LlmshipError as err:
         registry.undo_rollback(moved)
@@ -66,6 +84,23 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
                              f"{moved.from_version} again, but restarting it failed too: {again}") from None
         raise ServeError(f"rollback to version {moved.to_version} failed ({err}); champion is version "
                          f"{moved.from_version} again and serving") from None
+
+
+def _swap(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, result: RollbackResult,
+          wait_s: float | None) -> RollbackResult:
+    """The running service serves the moved alias in place (``process.reload``)."""
+    running = next((i for i in process.status() if i.port == config.port), None)
+    if running is None or running.pid != deployed.get("pid"):
+        raise process.ReloadUnavailable(f"the deployed service on port {config.port} is not running")
+    answer = process.reload(config.port, timeout_s=wait_s if wait_s is not None else config.wait_s)
+    served = answer.get("version")
+    if served != f"{moved.name}/{moved.to_version}":
+        raise ServeError(f"the service reloaded but serves {served}, not {moved.name}/{moved.to_version}")
+    process.write_deploy_summary(running.model_copy(update={"version": served}), {
+        **{k: v for k, v in deployed.items() if k not in process.ServerInfo.model_fields and k != "url"},
+        "model_version": moved.to_version, "previous": moved.from_version, "rolled_back_from": moved.from_version})
+    return result.model_copy(update={"swapped": True, "bento": deployed.get("bento"), "url": running.url,
+                                     "served_version": served})
 
 
 def _restart(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, registry: ModelRegistry,

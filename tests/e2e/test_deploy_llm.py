@@ -158,10 +158,12 @@ def test_3_rerun_promotes_and_replaces_the_server(story, monkeypatch):
 
 
 def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
-    """`llmship rollback` moves champion back to version 1 and restarts the chat service on the same Bento (the RAG
-    service keeps running); a failed challenger is never a rollback target; a second rollback undoes."""
+    """`llmship rollback` moves champion back to version 1 and the running chat service swaps its engine in place
+    (same process; the RAG service keeps running); a failed challenger is never a rollback target; a second
+    rollback, with the chat service stopped, undoes by restarting it on the same Bento."""
     env, _, port, home = story
-    bento = json.loads((home / "last-deploy.json").read_text())["bento"]
+    deployed = json.loads((home / "last-deploy.json").read_text())
+    bento = deployed["bento"]
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["llmship", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
@@ -175,7 +177,7 @@ def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
 
     done = cli("rollback")
     assert done.returncode == 0, done.stderr
-    assert "champion is now version 1 (was 3" in done.stdout and f"bento {bento} (reused)" in done.stdout
+    assert "champion is now version 1 (was 3" in done.stdout and "swapped in place" in done.stdout, done.stdout
     registry = _registry(env, monkeypatch)
     assert registry.by_alias(NAME, "champion").version == "1"
     assert registry.by_alias(NAME, "previous").version == "3"
@@ -183,6 +185,7 @@ def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
     assert served.headers["x-llmship-model-version"] == f"{NAME}/1"
     summary = json.loads((home / "last-deploy.json").read_text())
     assert (summary["model_version"], summary["rolled_back_from"], summary["bento"]) == ("1", "3", bento)
+    assert summary["pid"] == deployed["pid"]  # the same server: no restart
 
     rag = httpx.get(f"http://127.0.0.1:{RAG_PORT[0]}/v1/models", timeout=10)  # kept running; answers with v1 now
     assert rag.status_code == 200
@@ -193,7 +196,9 @@ def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
         s for s in services if s["kind"] == "chat").items()
     assert any(s["kind"] == "rag" and s["serves"] == f"http://127.0.0.1:{port}/v1" for s in services)
 
+    assert cli("serve", "stop", "--port", str(port)).returncode == 0
     undo = cli("rollback")
     assert undo.returncode == 0, undo.stderr
+    assert f"bento {bento} (reused)" in undo.stdout, undo.stdout
     served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
     assert served.headers["x-llmship-model-version"] == f"{NAME}/3"

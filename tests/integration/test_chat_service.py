@@ -368,6 +368,113 @@ def test_cli_chat_and_stat(server):
     assert repl.returncode == 0 and "chatting with" in repl.stdout
 
 
+def _engine_cores(pid: int) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and (proc.cmdline() or [""])[0].startswith("VLLM::EngineCore"):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_zy_reload_swaps_the_engine_in_place_without_failing_a_request(server, tiny_built):
+    """`POST /admin/reload` (what `llmship rollback` calls): the new version's engine starts beside the running one,
+    a stream running on the old engine finishes on it, requests sent meanwhile all get answers (no window without
+    one), and afterwards one engine runs: the new version's. Only the server's own admin token may ask."""
+    from llmship.registry import ModelRegistry
+
+    refused = httpx.post(f"{server.url}/admin/reload", headers={"x-llmship-admin-token": "guess"}, timeout=10)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_admin_token"
+    assert httpx.post(f"{server.url}/admin/reload", timeout=10).status_code == 401
+    before = _engine_cores(server.pid)
+    assert len(before) == 1
+    register_champion(NAME, tiny_built, "vllm")  # version 2 is champion now
+
+    lines: list[str] = []
+    answers: list[tuple[int, str | None]] = []
+    started, done = threading.Event(), threading.Event()
+
+    def stream():
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=120,
+                          json={"model": NAME, "messages": [{"role": "user", "content": "Long story."}],
+                                "max_tokens": 200, "stream": True, "ignore_eos": True}) as resp:
+            lines.append(resp.headers["x-llmship-model-version"])
+            for line in iter_sse_lines(resp):
+                if line:
+                    lines.append(line)
+                    started.set()
+
+    def poll():
+        with httpx.Client(timeout=60) as c:
+            while not done.is_set():
+                r = c.post(f"{server.url}/v1/completions", json={"model": NAME, "prompt": "Hi", "max_tokens": 2})
+                answers.append((r.status_code, r.headers.get("x-llmship-model-version")))
+
+    reader, poller = threading.Thread(target=stream), threading.Thread(target=poll)
+    reader.start()
+    assert started.wait(60)
+    poller.start()
+    try:
+        answer = process.reload(server.port, timeout_s=180)
+    finally:
+        done.set()
+        poller.join(60)
+        reader.join(120)
+    assert (answer["version"], answer["previous"], answer["swapped"]) == (f"{NAME}/2", f"{NAME}/1", True)
+    assert lines[0] == f"{NAME}/1" and lines[-1] == "data: [DONE]"  # the stream finished on the old engine
+    assert sum('"finish_reason":"length"' in line for line in lines) == 1
+    assert answers and all(code == 200 for code, _ in answers), answers  # nothing failed during the swap
+    versions = [v for _, v in answers]
+    assert versions[0] == f"{NAME}/1" and versions[-1] == f"{NAME}/2", versions  # old answered, then the new
+    assert versions == sorted(versions)  # once the new engine answers, the old one never does again
+    after = httpx.get(f"{server.url}/v1/models", timeout=10)
+    assert after.headers["x-llmship-model-version"] == f"{NAME}/2"
+    cores = _engine_cores(server.pid)
+    assert len(cores) == 1 and cores != before  # the old engine stopped; one engine serves
+
+    assert process.reload(server.port)["swapped"] is False  # the alias names what serves: nothing to do
+    ModelRegistry().rollback(NAME)  # champion back to 1: the service swaps back (the tests before run on 1)
+    assert process.reload(server.port, timeout_s=180)["version"] == f"{NAME}/1"
+
+
+def test_zy_a_rollback_whose_engine_cannot_start_leaves_the_release_as_it_was(server, tmp_path):
+    """`llmship rollback` to a version whose engine fails to start: the swap fails, the engine that was serving
+    never stopped, the aliases go back, and the error says so in one line."""
+    import json
+
+    from llmship.config import ServeConfig
+    from llmship.registry import ModelRegistry
+    from llmship.serving.rollback import rollback
+    from llmship.validate.gates import GateReport
+
+    registry = ModelRegistry()
+    broken = tmp_path / "broken" / "hf"
+    broken.mkdir(parents=True)
+    (broken / "README.md").write_text("no config.json: not a model folder")
+    ref = registry.register(NAME, broken.parent, tags={"serve_backend": "vllm"})
+    registry.promote(NAME, ref.version, GateReport(results=[]))
+    registry.rollback(NAME)  # champion is the serving version again; `previous` is the broken one
+    serving = registry.by_alias(NAME, "champion").version
+    process.write_deploy_summary(server, {
+        "bento": "bentos.chat.service:Chat", "model_name": NAME, "model_version": serving, "alias": "champion",
+        "tracking_uri": registry.tracking_uri, "serve_config": ServeConfig(port=server.port).model_dump(mode="json")})
+    with pytest.raises(ServeError) as err:
+        rollback()
+    assert f"rollback to version {ref.version} failed" in str(err.value) and "no config.json" in str(err.value)
+    assert f"champion is version {serving} again and serving" in str(err.value) and "\n" not in str(err.value)
+    assert registry.by_alias(NAME, "champion").version == serving
+    assert registry.by_alias(NAME, "previous").version == ref.version
+    answer = httpx.post(f"{server.url}/v1/completions", json={"model": NAME, "prompt": "Hi", "max_tokens": 2},
+                        timeout=60)
+    assert answer.status_code == 200 and answer.headers["x-llmship-model-version"] == f"{NAME}/{serving}"
+    assert len(_engine_cores(server.pid)) == 1
+    assert json.loads(process.deploy_summary_path().read_text())["model_version"] == serving
+
+
 def test_zz_stopping_the_server_drains_a_running_stream(server):
     """SIGTERM mid-stream: the stream still ends with its finish reason and [DONE] (runs last: it stops the server)."""
     lines: list[str] = []

@@ -74,6 +74,17 @@ def test_every_protected_route_needs_a_key(served):
     assert ok.status_code == 200 and "vllm:prompt_tokens_total" in ok.text
 
 
+def test_admin_reload_takes_the_servers_admin_token_not_an_api_key(served):
+    """With keys on, `llmship rollback` still reloads (the gateway lets /admin/ through to the app's own token
+    check), and no API key, however valid, can reload the model."""
+    url = served["url"]
+    for headers in ({}, bearer(served["keys"]["ops"])):
+        r = httpx.post(f"{url}/admin/reload", headers=headers, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_token", r.text
+    answer = process.reload(int(url.rsplit(":", 1)[1]), timeout_s=60)
+    assert (answer["version"], answer["swapped"]) == (f"{NAME}/1", False)  # champion is what serves: no swap
+
+
 def test_a_key_over_its_limit_gets_openai_429(served):
     client = openai.OpenAI(base_url=f"{served['url']}/v1", api_key=served["keys"]["limited"], max_retries=0)
     fresh_minute()

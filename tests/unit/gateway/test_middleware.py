@@ -95,6 +95,9 @@ def test_every_route_but_the_probes_needs_a_key(host, store, tmp_path):
         if path == "/chat" or path.startswith("/chat/"):  # the web chat page needs no key (it asks the user for one)
             assert anon.status_code != 401 and anon.status_code == good.status_code, path
             continue
+        if path.startswith("/admin/"):  # the app's own admin token guards it (here unset: no admin routes)
+            assert {r.status_code for r in (anon, wrong, old, good)} == {404}, path
+            continue
         for response in (anon, wrong, old):
             error = assert_openai_error(response, 401, "invalid_api_key")
             assert response.headers["www-authenticate"] == "Bearer"
