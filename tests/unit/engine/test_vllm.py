@@ -54,3 +54,25 @@ def test_the_environment_binds_each_worker_to_its_own_cores():
         assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings)
     assert "VLLM_CPU_OMP_THREADS_BIND" not in vllm_environment(settings.model_copy(update={"device": "cuda"}),
                                                                  worker=1, workers=2)
+
+
+def test_one_architecture_gets_one_path_so_vllm_reuses_its_compile_cache(home, tmp_path):
+    """The registry's copy of each version and the built folder have different paths; vLLM keys its compile cache
+    on the path. The same config.json maps to the same link, now pointing at the folder last started."""
+    from llmship.engine.vllm import compile_cache_path
+
+    folders = []
+    for name, config in (("v1", '{"architectures": ["Gemma3ForCausalLM"]}'),
+                         ("v2", '{"architectures": ["Gemma3ForCausalLM"]}'), ("other", '{"architectures": ["X"]}')):
+        folder = tmp_path / name / "hf"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(config)
+        folders.append(folder)
+    first = compile_cache_path(folders[0])
+    assert first.resolve() == folders[0].resolve()
+    second = compile_cache_path(folders[1])
+    assert second == first and first.resolve() == folders[1].resolve()  # the same path, moved to v2
+    assert compile_cache_path(folders[1]) == second  # already there: nothing to do
+    other = compile_cache_path(folders[2])
+    assert other != first and other.resolve() == folders[2].resolve()
+    assert [p.name for p in first.parent.iterdir() if p.name.startswith(".")] == []  # no temporary link left
