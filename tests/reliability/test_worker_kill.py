@@ -70,8 +70,10 @@ async def _stream(url: str, r: StreamResult) -> StreamResult:
             "max_tokens": MAX_TOKENS, "ignore_eos": True, "temperature": 0.8, "stream": True,
             "stream_options": {"include_usage": True}}
     try:
-        # its own client: its own connection, so the kernel picks a worker per stream
-        async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=5.0)) as client, \
+        # its own client: its own connection, so the kernel picks a worker per stream. The read timeout is not what
+        # judges the kill (that is measured against the surviving worker's streams below): 20 s once cut off a
+        # 9th stream opened onto a worker decoding 8 others on its one core, before any kill
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as client, \
                 client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
             r.client_port = resp.extensions["network_stream"].get_extra_info("client_addr")[1]
             if resp.status_code != 200:
