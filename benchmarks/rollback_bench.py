@@ -227,11 +227,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 streams.take()
                 t0 = time.perf_counter()
-                process.start(state["bento"], model_uri=f"models:/{NAME}@champion", port=args.port, env=state["env"])
+                info = process.start(state["bento"], model_uri=f"models:/{NAME}@champion", port=args.port,
+                                     env=state["env"])
                 # rollback's next swap finds the server it restarted recorded as the deploy's
-                process.write_deploy_summary(process.status()[0], {
-                    k: v for k, v in (process.last_deploy() or {}).items()
-                    if k not in process.ServerInfo.model_fields and k != "url"})
+                process.write_deploy_summary(info, process.deploy_extras(process.last_deploy() or {}))
                 wall = time.perf_counter() - t0
                 measured(labels[3], t0, back_up(poller.samples, t0, f"{NAME}/{served}"), wall)
         finally:

@@ -217,6 +217,12 @@ def last_deploy() -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def deploy_extras(summary: dict[str, Any]) -> dict[str, Any]:
+    """What a deploy summary holds beside its server's own fields (Bento, model, aliases, serve config): what to
+    carry over when the summary is written again for another server or version."""
+    return {k: v for k, v in summary.items() if k not in ServerInfo.model_fields and k != "url"}
+
+
 def write_deploy_summary(info: ServerInfo, extra: dict) -> Path:
     path = deploy_summary_path()
     path.write_text(json.dumps({**json.loads(info.model_dump_json()), "url": info.url, **extra}, indent=2))

@@ -96,9 +96,7 @@ def _swap(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, result
     served = answer.get("version")
     if served != f"{moved.name}/{moved.to_version}":
         raise ServeError(f"the service reloaded but serves {served}, not {moved.name}/{moved.to_version}")
-    process.write_deploy_summary(running.model_copy(update={"version": served}), {
-        **{k: v for k, v in deployed.items() if k not in process.ServerInfo.model_fields and k != "url"},
-        "model_version": moved.to_version, "previous": moved.from_version, "rolled_back_from": moved.from_version})
+    _record(deployed, running.model_copy(update={"version": served}), moved)
     return result.model_copy(update={"swapped": True, "bento": deployed.get("bento"), "url": running.url,
                                      "served_version": served})
 
@@ -113,12 +111,15 @@ def _restart(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, reg
     info = _serve(deployed, config, bento, registry.tracking_uri, wait_s)
     if info.version is None:  # behind the gateway's keys the start-up probe cannot read it
         info.version = f"{moved.name}/{moved.to_version}"
-    process.write_deploy_summary(info, {
-        **{k: v for k, v in deployed.items() if k not in process.ServerInfo.model_fields and k != "url"},
-        "bento": bento, "model_version": moved.to_version, "previous": moved.from_version,
-        "rolled_back_from": moved.from_version})
+    _record(deployed, info, moved, bento=bento)
     return result.model_copy(update={"restarted": True, "bento": bento, "rebuilt": rebuilt, "url": info.url,
                                      "served_version": info.version})
+
+
+def _record(deployed: dict[str, Any], info: process.ServerInfo, moved: Rollback, **changed: Any) -> None:
+    """``last-deploy.json`` again: the same deploy, now serving the rolled-back version from ``info``."""
+    process.write_deploy_summary(info, {**process.deploy_extras(deployed), **changed, "model_version": moved.to_version,
+                                        "previous": moved.from_version, "rolled_back_from": moved.from_version})
 
 
 def _serve(deployed: dict[str, Any], config: ServeConfig, bento: str, tracking_uri: str,
