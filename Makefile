@@ -7,7 +7,7 @@ ENV := source scripts/env.sh &&
 CONFIG ?= configs/deploy_llm.yaml
 PYTEST_ARGS ?=
 
-.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-session bench-rag bench-load bench-gateway bench-rollback fuzz reliability clean help
+.PHONY: setup browser stack deploy test test-fast serve-stop serve-rag eval-rag status mlflow-ui graph-start graph-stop refresh kg schedule-knowledge bench bench-serve bench-session bench-rag bench-load bench-gateway bench-rollback bench-hosted fuzz reliability clean help
 
 help:
 	@echo "make deploy   set up, then run the deploy_llm pipeline (build, validate, register, serve)"
@@ -15,7 +15,7 @@ help:
 	@echo "make refresh  run embedding_refresh (documents -> chunks -> embeddings -> graph); make kg: kg_update"
 	@echo "make eval-rag run the rag_eval pipeline (recall/MRR per mode, citation rate -> MLflow)"
 	@echo "make reliability  the fuzz, load, fault and security proofs (tests/reliability); make fuzz | bench-load"
-	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-session | bench-rag | bench-rollback | clean"
+	@echo "make serve-stop | serve-rag | status | mlflow-ui | graph-start | graph-stop | schedule-knowledge | bench | bench-serve | bench-session | bench-rag | bench-rollback | bench-hosted | clean"
 	@echo "  bench: the vLLM engine check (parity, smoke, tok/s) at 1 vs 2 threads; bench-serve: llmship vs bare vLLM vs transformers serve; bench-session: 10-turn sessions, prefix caching on vs off (extra options: BENCH_ARGS=...)"
 
 $(VENV)/.ready: requirements.lock pyproject.toml
@@ -98,6 +98,10 @@ bench-gateway: setup
 
 bench-rollback: setup
 	@$(ENV) python benchmarks/rollback_bench.py $(BENCH_ARGS)
+
+# a hosted release's path (router, gateway, loopback hop) against the same model answered directly
+bench-hosted: setup
+	@$(ENV) python benchmarks/hosted_bench.py $(BENCH_ARGS)
 
 fuzz: setup
 	@$(ENV) python -m pytest tests/reliability/test_fuzz.py $(PYTEST_ARGS)

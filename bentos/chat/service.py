@@ -6,7 +6,9 @@ green only once vLLM answers. Each worker resolves ``LLMSHIP_MODEL_URI`` (e.g.
 ``models:/gemma3-270m@champion``) in the MLflow registry when it starts and serves that folder; the engine
 settings come from ``LLMSHIP_*`` (``llmship.engine.EngineSettings``). The gateway (``llmship.gateway``) sits in
 front of every route, BentoML's own too. ``/v1/embeddings`` goes to the embedding service, composed with
-``bentoml.depends`` (its own process) or, with ``LLMSHIP_EMBEDDING_URL``, the one deployed at that URL.
+``bentoml.depends`` (its own process) or, with ``LLMSHIP_EMBEDDING_URL``, the one deployed at that URL. Hosted
+releases (``LLMSHIP_HOSTED``) and fallback aliases (``LLMSHIP_FALLBACKS``) are served beside the model, through
+the same gateway (``llmship.hosted``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from llmship.engine.vllm import start_engine
 from llmship.errors import ServeError
 from llmship.gateway import Gateway
 from llmship.openai.app import ApiSettings, attach_engine, create_app, drain, swap_engine
+from llmship.openai.routes import HostedTable
 from llmship.registry import resolve_served
 
 log = logging.getLogger("llmship.chat")
@@ -55,7 +58,10 @@ class Chat:
     async def start_engine(self) -> None:
         from transformers import AutoTokenizer
 
+        # hosted releases first: a wrong name or a missing champion stops the start-up before vLLM's minute
+        app.state.hosted = await asyncio.to_thread(HostedTable.from_env)
         folder, name, version = resolve_served(self.settings.model_uri)
+        app.state.hosted.check_targets(name)
         worker = (bentoml.server_context.worker_index or 1) - 1  # BentoML counts workers from 1
         self.engine = await start_engine(self.settings, folder, model_id=name, version=version, worker=worker,
                                          workers=WORKERS)
@@ -96,6 +102,7 @@ class Chat:
             log.warning("stopping with %d requests still in flight", left)
         if self.engine is not None:
             await self.engine.stop()
+        await app.state.hosted.aclose()
 
 
 # Keys, limits, request caps and the audit line (LLMSHIP_GATEWAY_*) in front of every route, BentoML's own too.

@@ -116,6 +116,15 @@ def _stat(args: argparse.Namespace) -> int:
                                                                    time.localtime(w["last_work_at"]))
         print(f"{w['pid']:>8} {w['running']:>8} {w['waiting']:>8} {w['requests_total']:>9} "
               f"{w['rejected_total']:>9} {w['generated_tokens_total']:>9}  {last}")
+    hosted = data.get("hosted") or []
+    if hosted:
+        print(f"{'hosted':<24} {'version':<28} {'in flight':>9} {'requests':>9} {'errors':>7} {'tokens':>9}  upstream")
+    for h in hosted:
+        where = f"{h['provider']} {h['upstream_model']}" + (f" at {h['base_url']}" if h.get("base_url") else "")
+        print(f"{h['model']:<24} {h['version']:<28} {h['in_flight']:>9} {h['requests_total']:>9} {h['errors_total']:>7} "
+              f"{h['generated_tokens_total']:>9}  {where}")
+    for alias, targets in (data.get("fallbacks") or {}).items():
+        print(f"alias {alias}: {' > '.join(targets)}")
     return 0
 
 

@@ -15,9 +15,11 @@ def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"{status.name}")
     for v in status.versions:
-        failed = [g.name for g in v.gates if not g.passed]
-        gates = (f"gates {len(v.gates) - len(failed)}/{len(v.gates)} passed" if v.gates else "gates -") + (
-            f" (failed: {', '.join(failed)})" if failed else "")
+        failed = [g.name for g in v.gates if not g.passed and not g.skipped]
+        skipped = [g.name for g in v.gates if g.skipped]
+        applied = len(v.gates) - len(skipped)
+        gates = (f"gates {applied - len(failed)}/{applied} passed" if v.gates else "gates -") + (
+            f" (failed: {', '.join(failed)})" if failed else "") + (f", {len(skipped)} skipped" if skipped else "")
         shown = ", ".join(f"{k}={v.metrics[k]}" for k in KEY_METRICS if k in v.metrics)
         print(f"  v{v.version:<4} {','.join(v.aliases) or '-':<20} {v.validation_status or '-':<8} "
               f"{v.serve_backend or '-':<8} {gates}; {shown}" + (f"; rolled back {v.rolled_back_at}"

@@ -27,6 +27,12 @@ llmship deployed{took}
           + (f"  (previous: {s['previous']})" if s.get("previous") else "") + f"""
   bento          {s['bento']}
   server log     {s['log']}"""
+          + "".join(f"""
+  hosted         {name}  (models:/{name}@champion, through the gateway)"""
+                    for name in (s.get("serve_config") or {}).get("hosted") or [])
+          + "".join(f"""
+  alias          {alias} = {' > '.join(targets)}  (fallback order)"""
+                    for alias, targets in ((s.get("serve_config") or {}).get("fallbacks") or {}).items())
           + (f"""
   RAG service    {s['rag_url']}/v1  (model "rag", cited answers; POST /v1/retrieve)""" if s.get("rag_url") else "")
           + f"""

@@ -35,6 +35,7 @@ from typing import Any, cast
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
+from llmship.asgi import replay
 from llmship.errors import (
     AuthenticationError,
     InvalidRequest,
@@ -179,7 +180,7 @@ class Gateway:
                 scope, body = self._check(scope, body, facts, key)
             if key is not None and (key.rpm or key.tpm or key.max_parallel):
                 admission = await self.limiter.admit(key, self._reserve(facts, key))
-            await self.inner(scope, _replay(body, receive) if body is not None else receive,
+            await self.inner(scope, replay(body, receive) if body is not None else receive,
                              self._sender(send, state, admission))
         except _Disconnected:
             pass
@@ -309,20 +310,6 @@ def _json(body: bytes | None) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return None  # the app answers 400 for it, in its own words
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that hands the app the body already read, then the client's own messages (disconnects)."""
-    sent = False
-
-    async def replay() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _send_error(send: Any, err: LlmshipError, extra: list[tuple[bytes, bytes]] | None,

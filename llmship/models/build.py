@@ -62,6 +62,9 @@ class BuiltModel(BaseModel):
 def build_model(source: str | ModelSource, cache_dir: Path | None = None, dtype: str = "bfloat16") -> BuiltModel:
     """Return a Hugging Face folder for ``source``, converting at most once per identity."""
     src = source if isinstance(source, ModelSource) else ModelSource.parse(source)
+    if src.hosted:
+        raise SourceError(f"{src} is a hosted model: there are no weights to build (llmship.hosted describes and "
+                          "validates it)")
     cache_dir = Path(cache_dir) if cache_dir else paths.model_cache()
     started = time.perf_counter()
     origin = _locate(src)

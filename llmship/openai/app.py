@@ -36,6 +36,7 @@ from llmship.openai.headers import ResponseHeaders
 from llmship.openai.limits import BodySizeLimit
 from llmship.openai.protocol import SessionDeleted, SessionInfo
 from llmship.openai.proxy import EngineRoutes, Load
+from llmship.openai.routes import HostedTable, ModelRouter, load_route
 from llmship.openai.sessions import SessionStore
 from llmship.settings import env_overrides
 
@@ -67,6 +68,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.draining = False
     app.state.started = time.time()
     app.state.reloader = None  # set by a service that can swap its engine (the chat Bento with one worker)
+    app.state.hosted = HostedTable()  # hosted releases and fallback aliases (llmship.openai.routes)
     app.state.swap_lock = asyncio.Lock()
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -100,18 +102,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                   "rejected_total": load.rejected_total, "errors_total": load.errors_total,
                   "generated_tokens_total": load.generated_tokens_total, "last_work_at": load.last_work_at,
                   "engine_start_s": round(engine.started_s, 1), "uptime_s": round(time.time() - engine.created, 1)}
+        table: HostedTable = request.app.state.hosted
         return {"model": engine.model_id, "version": engine.version, "backend": "vllm",
-                "sessions": len(request.app.state.sessions), "workers": [worker]}
+                "sessions": len(request.app.state.sessions), "workers": [worker],
+                "hosted": [route.stat() for route in table.routes.values()], "fallbacks": table.fallbacks}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict:
         """vLLM's list (the served model, LoRA adapters), with ``root`` naming the registered version rather than
         the artifact path vLLM loaded it from."""
-        return await _models(current(request))
+        return await _models(current(request), request.app.state.hosted)
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> dict:
-        for card in (await _models(current(request)))["data"]:
+        for card in (await _models(current(request), request.app.state.hosted))["data"]:
             if card["id"] == model_id:
                 return card
         raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
@@ -141,6 +145,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise AuthenticationError("a valid admin token is required (x-llmship-admin-token)",
                                       code="invalid_admin_token")
+        try:
+            asked = await request.json()
+        except ValueError:
+            asked = None
+        if isinstance(asked, dict) and asked.get("hosted"):
+            return await _reload_hosted(request.app, str(asked["hosted"]))
         reloader = request.app.state.reloader
         if reloader is None:
             raise Conflict("this service cannot swap its engine in place (it runs several workers); restart it",
@@ -165,7 +175,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     app.include_router(embeddings_router())
     _webchat_routes(app)
-    app.mount("/", EngineRoutes(app))  # type: ignore[arg-type]  # last: every other path is vLLM's
+    app.mount("/", ModelRouter(app, EngineRoutes(app)))  # type: ignore[arg-type]  # last: hosted models, then vLLM
     own_openapi = app.openapi
 
     def openapi() -> dict:
@@ -186,13 +196,40 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
-async def _models(engine: ServedEngine) -> dict:
+async def _models(engine: ServedEngine, table: HostedTable | None = None) -> dict:
     listed = (await engine.app.state.openai_serving_models.show_available_models()).model_dump()
     for card in listed["data"]:
         if card.get("id") == engine.model_id:
             card["root"] = engine.version
             card["owned_by"] = "llmship"
+    created = int(engine.created)
+    for route in (table.routes.values() if table else ()):
+        listed["data"].append({"id": route.name, "object": "model", "created": created, "owned_by": route.spec.provider,
+                               "root": route.version, "parent": None, "max_model_len": None, "permission": []})
+    for alias, targets in (table.fallbacks.items() if table else ()):
+        listed["data"].append({"id": alias, "object": "model", "created": created, "owned_by": "llmship",
+                               "root": " > ".join(targets), "parent": None, "max_model_len": None, "permission": []})
     return listed
+
+
+async def _reload_hosted(app: FastAPI, name: str) -> dict:
+    """Serve what ``models:/<name>@champion`` names now as the hosted release ``name`` (added if new): the table
+    entry is swapped; requests already running finish on the old one."""
+    table: HostedTable = app.state.hosted
+    async with app.state.swap_lock:
+        before = table.routes.get(name)
+        try:
+            route = await asyncio.to_thread(load_route, name)
+        except LlmshipError:
+            raise
+        except Exception as err:
+            raise ServeError(f"cannot load the hosted release {name}: {type(err).__name__}: {err}") from err
+        table.replace(route)
+    log.info("hosted %s now serves %s (was %s)", name, route.version, before.version if before else "not served")
+    key = route.spec.api_key_env
+    return {"hosted": name, "version": route.version, "previous": before.version if before else None,
+            "swapped": before is None or before.version != route.version,
+            "key_env": key, "key_present": not key or bool(os.environ.get(key))}
 
 
 def current(request: Request) -> ServedEngine:

@@ -31,7 +31,7 @@ class ResponseHeaders:
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [] if b"x-request-id" in present else [(b"x-request-id", request_id)]
                 version = getattr(state, "model_version", None)
-                if version:
+                if version and b"x-llmship-model-version" not in present:  # a hosted release answered: its own
                     extra.append((b"x-llmship-model-version", version.encode()))
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)

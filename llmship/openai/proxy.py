@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmship.asgi import read_body, replay, send_json
 from llmship.errors import InvalidRequest, LlmshipError
 from llmship.gateway.usage import report_usage
 from llmship.openai import errors
@@ -100,14 +101,6 @@ class EngineRoutes:
                         [(b"retry-after", b"1")] if status in (429, 503) else [])
 
 
-async def send_json(send: Any, status: int, body: dict, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": raw})
-
-
 def openai_error(status: int, raw: bytes) -> dict:
     """Any error body (vLLM's ``{"error": {..., "type": "BadRequestError", "code": 400}}``, FastAPI's
     ``{"detail": ...}``, plain text) as OpenAI's error object for that status."""
@@ -168,7 +161,7 @@ class ChatTap:
         self.app, self.sessions, self.always_include_usage, self.load = app, sessions, always_include_usage, load
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         try:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError) as err:
@@ -209,17 +202,8 @@ class ChatTap:
             raw = json.dumps(body).encode()
         reply = _Reply(stream=isinstance(body, dict) and body.get("stream") is True, keep_usage=client_usage,
                        session_id=session.id if session else None)
-        sent = False
-
-        async def replay() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
         try:
-            await NormalizeErrors(self.app)(scope, replay, reply.sender(send))
+            await NormalizeErrors(self.app)(scope, replay(raw, receive), reply.sender(send))
         finally:
             if reply.usage is not None:
                 completion = int(reply.usage.get("completion_tokens") or 0)
@@ -253,17 +237,6 @@ class ChatTap:
         history = list(session.messages)
         body["messages"] = history + messages
         return session, [m for m in messages if isinstance(m, dict)]
-
-
-async def _read_body(receive: Any) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(parts)
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(parts)
 
 
 class _Reply:

@@ -180,19 +180,20 @@ class ReloadUnavailable(ServeError):
     """The running server cannot swap its model in place (several workers, an older server, not ours)."""
 
 
-def reload(port: int, timeout_s: float = 600.0) -> dict[str, Any]:
+def reload(port: int, timeout_s: float = 600.0, body: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ask our server on ``port`` to serve what its alias names now, in place (``POST /admin/reload``): a new
     engine starts beside the running one and takes over when ready, so no request fails and there is no window
     without answers. Returns ``{"version", "previous", "swapped", "engine_start_s"}``. Raises
     ``ReloadUnavailable`` when the server cannot (then restart it), ``ServeError`` when the new engine failed to
-    start (the running one still serves)."""
+    start (the running one still serves). With ``body={"hosted": name}`` the hosted release ``name`` is served
+    at what its champion alias names now instead (``llmship.hosted``)."""
     info = next((i for i in status() if i.port == port), None)
     token_path = _token_file(port)
     if info is None or not token_path.exists():
         raise ReloadUnavailable(f"no server of ours with an admin token runs on port {port}")
     try:
         resp = httpx.post(f"{info.url}/admin/reload", headers={ADMIN_TOKEN_HEADER: token_path.read_text().strip()},
-                          timeout=timeout_s)
+                          json=body, timeout=timeout_s)
     except httpx.HTTPError as err:
         raise ServeError(f"reload on port {port} did not answer: {err}") from None
     if resp.status_code == 200:

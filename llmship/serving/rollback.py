@@ -11,6 +11,9 @@ is an alias move in the registry, then one of:
   and gateway the last deploy used (``last-deploy.json``), when no swap is possible (several workers, the
   service is down): a window without answers as long as vLLM's start-up.
 
+A hosted release the deployed service serves (``serve.hosted``, or added by a hosted deploy) rolls back the same
+way, without an engine: the service swaps its table entry (``llmship.serving.hosted``).
+
 The RAG service keeps running: it reaches the chat service by URL, and its answer cache is keyed by the chat
 model's version, so it cannot hand out an answer of the version rolled away from.
 
@@ -61,6 +64,8 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
     result = RollbackResult(name=name, from_version=moved.from_version, to_version=moved.to_version, restarted=False)
     if not restart:
         return result
+    if deployed is not None and name in (deployed.get("serve_config") or {}).get("hosted", []):
+        return _swap_hosted(deployed, moved, registry, result, wait_s)
     if deployed is None or deployed.get("model_name") != name:
         raise LlmshipError(f"champion of {name!r} is now version {moved.to_version}, but no deploy of it here to "
                            "restart; restart your serving deployment (it loads @champion at start)")
@@ -99,6 +104,23 @@ def _swap(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, result
     _record(deployed, running.model_copy(update={"version": served}), moved)
     return result.model_copy(update={"swapped": True, "bento": deployed.get("bento"), "url": running.url,
                                      "served_version": served})
+
+
+def _swap_hosted(deployed: dict[str, Any], moved: Rollback, registry: ModelRegistry, result: RollbackResult,
+                 wait_s: float | None) -> RollbackResult:
+    """A hosted release the deployed service serves: its table entry is swapped (nothing to start, no gap)."""
+    config = ServeConfig.model_validate(deployed["serve_config"])
+    expected = f"{moved.name}/{moved.to_version}"
+    try:
+        answer = process.reload(config.port, timeout_s=wait_s if wait_s is not None else 120.0,
+                                body={"hosted": moved.name})
+        if answer.get("version") != expected:
+            raise ServeError(f"the service serves {answer.get('version')}, not {expected}")
+    except LlmshipError as err:
+        registry.undo_rollback(moved)
+        raise ServeError(f"rollback of {moved.name} to version {moved.to_version} failed ({err}); champion is "
+                         f"version {moved.from_version} again and serving") from None
+    return result.model_copy(update={"swapped": True, "url": config.url, "served_version": expected})
 
 
 def _restart(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, registry: ModelRegistry,

@@ -42,7 +42,8 @@ class BenchmarkReport(BaseModel):
             out[f"bench_{key}_peak_rss_mb"] = r.peak_rss_mb
             if r.itl_s is not None:
                 out[f"bench_{key}_itl_s"] = r.itl_s
-        single = [r for r in self.rows if r.backend == served and r.batch == 1 and r.device == "cpu"]
+        device = "remote" if served == "hosted" else "cpu"  # the gates judge one stream on the CPU, or the upstream
+        single = [r for r in self.rows if r.backend == served and r.batch == 1 and r.device == device]
         if single:
             out["decode_tok_s"] = single[0].decode_tok_s
             out["ttft_s"] = single[0].ttft_s

@@ -38,8 +38,11 @@ class GateResult(BaseModel):
     threshold: float
     op: Op
     passed: bool
+    skipped: str | None = None  # why the gate does not apply (a hosted model has no weights to export): not passed
 
     def line(self) -> str:
+        if self.skipped:
+            return f"{self.name} skipped ({self.skipped})"
         shown = "missing" if self.value is None else f"{self.value:.4g}"
         return f"{self.name} {shown} {'ok' if self.passed else 'FAILED'} (needs {self.op} {self.threshold:.4g})"
 
@@ -49,11 +52,16 @@ class GateReport(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        """Every gate that applies passed (a skipped one is recorded, not counted)."""
+        return not self.failures
 
     @property
     def failures(self) -> list[GateResult]:
-        return [r for r in self.results if not r.passed]
+        return [r for r in self.results if not r.passed and not r.skipped]
+
+    @property
+    def skipped(self) -> list[GateResult]:
+        return [r for r in self.results if r.skipped]
 
     def reason(self) -> str:
         """One line naming every failed gate."""
@@ -74,15 +82,22 @@ _CHECKS: list[tuple[str, str, Op]] = [
 
 
 def evaluate_gates(metrics: dict[str, float], thresholds: GateThresholds,
-                   champion: dict[str, float] | None = None, skip: set[str] | None = None) -> GateReport:
-    """Judge ``metrics``; a metric that was not measured fails its gate unless named in ``skip``."""
+                   champion: dict[str, float] | None = None, skip: set[str] | None = None,
+                   not_applicable: dict[str, str] | None = None) -> GateReport:
+    """Judge ``metrics``; a metric that was not measured fails its gate unless named in ``skip`` (left out) or
+    in ``not_applicable`` (recorded as skipped, with the reason: the registry shows it was not passed)."""
     results = []
+    not_applicable = not_applicable or {}
     for metric, field, op in _CHECKS:
         if skip and metric in skip:
             continue
         limit = float(getattr(thresholds, field))
+        if metric in not_applicable:
+            results.append(GateResult(name=metric, value=None, threshold=limit, op=op, passed=False,
+                                      skipped=not_applicable[metric]))
+            continue
         results.append(_judge(metric, metrics.get(metric), limit, op))
-    if champion and champion.get("perplexity") is not None:
+    if champion and champion.get("perplexity") is not None and "perplexity" not in not_applicable:
         limit = float(champion["perplexity"]) * (1 + thresholds.max_perplexity_regression)
         results.append(_judge("perplexity_vs_champion", metrics.get("perplexity"), limit, "<="))
     return GateReport(results=results)

@@ -71,6 +71,13 @@ def test_slug(text, slug):
         ("hf:org/re po", "not a Hugging Face repository id"),
         ("hf:org/repo@", "empty revision"),
         ("pypi:not a package", "not a Python distribution name"),
+        ("openai:https://api.openai.com/v1", "names no model"),
+        ("openai:https://api.openai.com/v1#  ", "names no model"),
+        ("openai:ftp://host/v1#m", "not an http(s) base URL"),
+        ("openai:https://user:secret@host/v1#m", "may not carry credentials"),
+        ("openai:https://host/v1?key=abc#m", "may not carry credentials"),
+        ("litellm:anthropic", "is not <provider>/<model>"),
+        ("litellm:Anthropic/claude", "is not <provider>/<model>"),
     ],
 )
 def test_bad_sources_raise_one_line_source_error(text, needle):
@@ -81,3 +88,31 @@ def test_bad_sources_raise_one_line_source_error(text, needle):
     assert "\n" not in message
     assert info.value.code == "invalid_model_source"
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("text", "ref", "model", "slug"),
+    [
+        ("openai:https://api.deepseek.com/v1#deepseek-chat", "https://api.deepseek.com/v1", "deepseek-chat",
+         "deepseek-chat"),
+        ("openai:http://127.0.0.1:3000/v1/#org/My Model", "http://127.0.0.1:3000/v1", "org/My Model", "my-model"),
+    ],
+)
+def test_openai_sources_name_a_base_url_and_a_model(text, ref, model, slug):
+    src = ModelSource.parse(text)
+    assert (src.scheme, src.ref, src.model, src.slug, src.hosted) == ("openai", ref, model, slug, True)
+    assert ModelSource.parse(str(src)) == src
+
+
+def test_litellm_sources_name_a_provider_and_a_model():
+    src = ModelSource.parse("litellm:bedrock/anthropic.claude-3-5-haiku-20241022-v1:0")
+    assert (src.scheme, src.ref, src.hosted) == ("litellm", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0", True)
+    assert str(src) == "litellm:bedrock/anthropic.claude-3-5-haiku-20241022-v1:0"
+    assert not ModelSource.parse("hf:gpt2").hosted
+
+
+def test_a_hosted_source_has_nothing_to_build(tmp_path):
+    from llmship.models import build_model
+
+    with pytest.raises(SourceError, match="hosted model: there are no weights to build"):
+        build_model("openai:http://127.0.0.1:9/v1#m", cache_dir=tmp_path)

@@ -117,3 +117,20 @@ def test_no_champion_gate_without_champion_perplexity():
     for champion in (None, {}, {"ttft_s": 0.1}):
         names = {r.name for r in evaluate_gates(GOOD, GateThresholds(), champion=champion).results}
         assert "perplexity_vs_champion" not in names
+
+
+def test_gates_that_do_not_apply_are_recorded_skipped_not_passed():
+    hosted = {k: v for k, v in GOOD.items() if not k.startswith(("parity_", "engine_parity_", "perplexity"))}
+    skipped = {g: "hosted model" for g in PARITY_GATES} | {"perplexity": "not available: no logprobs"}
+    report = evaluate_gates(hosted, GateThresholds(), {"perplexity": 10.0},
+                            skip={"engine_parity_top1_agreement", "engine_parity_greedy_close"},
+                            not_applicable=skipped)
+    assert report.passed
+    assert {r.name for r in report.skipped} == set(skipped)
+    assert all(not r.passed and r.value is None for r in report.skipped)
+    assert "perplexity_vs_champion" not in {r.name for r in report.results}  # no perplexity: nothing to compare
+    assert next(r for r in report.results if r.name == "perplexity").line() == \
+        "perplexity skipped (not available: no logprobs)"
+    slow = evaluate_gates({**hosted, "ttft_s": 9.0}, GateThresholds(), not_applicable=skipped,
+                          skip={"engine_parity_top1_agreement", "engine_parity_greedy_close"})
+    assert [r.name for r in slow.failures] == ["ttft_s"]
