@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel
 
 from llmship.validate.reference.base import Engine, SamplingParams
+from llmship.validate.reuse import content_key, reuse_or_measure
 
 
 class ParityReport(BaseModel):
@@ -31,6 +33,7 @@ class ParityReport(BaseModel):
     greedy_agreement: float
     greedy_exact_prompts: int
     seconds: float
+    reused: bool = False  # the same comparison (model, export, prompts, software) was measured before: its result
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -95,10 +98,17 @@ def _lockstep(reference: Engine, candidate: Engine, ids: list[int], steps: int):
 
 
 def run_parity(hf_dir: str, onnx_dir: str, prompts_file: str, greedy_tokens: int = 32, threads: int = 0) -> ParityReport:
-    """Load PyTorch fp32 (the numerical reference) and the ONNX export, then compare them."""
+    """Load PyTorch fp32 (the numerical reference) and the ONNX export, then compare them; an unchanged comparison
+    is read back from beside the export (``llmship.validate.reuse``)."""
     from llmship.validate.quality import load_prompts
     from llmship.validate.reference.loader import load_engine
 
-    reference = load_engine(hf_dir, "pytorch", dtype="float32", threads=threads)
-    candidate = load_engine(hf_dir, "onnx", onnx_dir=onnx_dir, threads=threads)
-    return check_parity(reference, candidate, [str(p) for p in load_prompts(prompts_file)], greedy_tokens)
+    def measure() -> ParityReport:
+        reference = load_engine(hf_dir, "pytorch", dtype="float32", threads=threads)
+        candidate = load_engine(hf_dir, "onnx", onnx_dir=onnx_dir, threads=threads)
+        return check_parity(reference, candidate, [str(p) for p in load_prompts(prompts_file)], greedy_tokens)
+
+    reference_code = Path(__file__).parent / "reference"
+    key = content_key([Path(hf_dir), Path(onnx_dir)], [Path(prompts_file)],
+                      code=[Path(__file__), *sorted(reference_code.glob("*.py"))], extra=f"greedy={greedy_tokens}")
+    return reuse_or_measure(Path(onnx_dir) / f"reused-parity-{key}.json", ParityReport, measure)

@@ -18,6 +18,7 @@ class PerplexityReport(BaseModel):
     window: int
     stride: int
     seconds: float
+    reused: bool = False  # measured before on the same model, text, settings and libraries (llmship.validate.reuse)
 
 
 class SmokeResult(BaseModel):
@@ -71,4 +72,11 @@ def run_evaluation(hf_dir: str | Path, heldout_file: str | Path, window: int = 5
                    max_eval_tokens: int | None = None) -> PerplexityReport:
     """Perplexity with the transformers model (it needs every position's logits, which a serving engine does not
     return); the smoke prompts run on the serving engine (``llmship.validate.engine_check``)."""
-    return perplexity(hf_dir, Path(heldout_file).read_text(), window=window, stride=stride, max_tokens=max_eval_tokens)
+    from llmship.validate.reuse import content_key, reuse_or_measure
+
+    key = content_key([Path(hf_dir)], [Path(heldout_file)], code=[Path(__file__)],
+                      extra=f"window={window} stride={stride} max={max_eval_tokens}")
+    return reuse_or_measure(
+        Path(hf_dir).parent / f"reused-perplexity-{key}.json", PerplexityReport,
+        lambda: perplexity(hf_dir, Path(heldout_file).read_text(), window=window, stride=stride,
+                           max_tokens=max_eval_tokens))

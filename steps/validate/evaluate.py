@@ -13,5 +13,6 @@ from llmship.validate.quality import PerplexityReport, run_evaluation
 def evaluate(built: BuiltModel, config: EvalConfig) -> Annotated[PerplexityReport, "perplexity_report"]:
     report = run_evaluation(built.path, config.heldout_file, window=config.window, stride=config.stride,
                             max_eval_tokens=config.max_eval_tokens)
-    print(f"result: held-out perplexity {report.perplexity:.2f} over {report.tokens} tokens")
+    print(f"result: held-out perplexity {report.perplexity:.2f} over {report.tokens} tokens"
+          + (" (same model, text and libraries as a run before: its report)" if report.reused else ""))
     return report

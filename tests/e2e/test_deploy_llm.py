@@ -5,7 +5,8 @@ One module-scoped LLMSHIP_HOME holds the whole story, in order:
 2. a run with an impossible perplexity gate registers version 2 as challenger,
    exits non-zero with a one-line reason, and leaves champion and the server alone;
 3. a passing re-run (caches warm) makes version 3 champion, version 1 previous,
-   and replaces the server, which now reports version 3.
+   and the running server swaps it in place (no restart), which now reports version 3;
+4. rollback (a swap, then a restart); 5. a hosted release of the served model through the same pipeline.
 """
 
 from __future__ import annotations
@@ -138,8 +139,11 @@ def test_2_failing_gate_never_yields_champion_and_does_not_ship(story, monkeypat
     assert served.headers["x-llmship-model-version"] == f"{NAME}/1"
 
 
-def test_3_rerun_promotes_and_replaces_the_server(story, monkeypatch):
+def test_3_rerun_promotes_and_swaps_the_new_version_in_place(story, monkeypatch):
+    """Only the model version changed (same Bento content, settings, port): the running service swaps its engine
+    in place instead of restarting, and the RAG service keeps running."""
     env, tmp, port, home = story
+    before = json.loads((home / "last-deploy.json").read_text())
     result = _run(env, _config(tmp, port, lean=True))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     registry = _registry(env, monkeypatch)
@@ -155,6 +159,8 @@ def test_3_rerun_promotes_and_replaces_the_server(story, monkeypatch):
     assert served.headers["x-llmship-model-version"] == f"{NAME}/3"
     summary = json.loads((home / "last-deploy.json").read_text())
     assert summary["model_version"] == "3" and summary["previous"] == "1"
+    assert summary["swapped"] is True and summary["pid"] == before["pid"], result.stdout[-2000:]
+    assert "swapped in place, no restart" in result.stdout
 
 
 def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
@@ -202,3 +208,46 @@ def test_4_rollback_serves_previous_and_status_shows_it(story, monkeypatch):
     assert f"bento {bento} (reused)" in undo.stdout, undo.stdout
     served = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
     assert served.headers["x-llmship-model-version"] == f"{NAME}/3"
+
+
+def test_5_a_hosted_release_goes_through_the_same_pipeline(story, monkeypatch):
+    """configs/deploy_hosted.yaml against the story's chat service: a hosted source takes the steps that apply
+    (parity recorded skipped, not passed), is registered with its upstream's description, promoted, and served by
+    the running service beside its model. A key variable that is not set is one line, before anything is
+    registered."""
+    env, tmp, port, home = story
+    config = yaml.safe_load((REPO / "configs/deploy_hosted.yaml").read_text())
+    params = config["parameters"]
+    params["build"]["source"] = f"openai:http://127.0.0.1:{port}/v1#{NAME}"
+    params["benchmark"].update(batches=[1, 2], max_tokens=8, repeats=1)
+    params["serve"]["port"] = port
+    hosted = params["registry"]["name"]
+
+    params["build"]["api_key_env"] = "LLMSHIP_E2E_UNSET_KEY"
+    missing = tmp / "hosted-missing-key.yaml"
+    missing.write_text(yaml.safe_dump(config))
+    failed = _run({k: v for k, v in env.items() if k != "LLMSHIP_E2E_UNSET_KEY"}, missing)
+    assert failed.returncode != 0
+    assert "build.api_key_env names LLMSHIP_E2E_UNSET_KEY, which is not set" in failed.stdout + failed.stderr
+    registry = _registry(env, monkeypatch)
+    assert registry.versions(hosted) == []
+
+    params["build"]["api_key_env"] = None
+    path = tmp / "hosted.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = _run(env, path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ref = registry.by_alias(hosted, "champion")
+    assert ref.version == "1" and ref.tags["serve_backend"] == "hosted"
+    gates = {g["name"]: g for g in registry.gate_results(ref)}
+    assert gates["parity_max_abs_logit_diff"]["skipped"] and not gates["parity_max_abs_logit_diff"]["passed"]
+    assert gates["perplexity"]["passed"] and gates["smoke_pass_rate"]["passed"]
+
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+    assert {NAME, hosted} <= {m.id for m in client.models.list().data}
+    ask = {"messages": [{"role": "user", "content": "Name three colors."}], "max_tokens": 8, "temperature": 0}
+    raw = client.chat.completions.with_raw_response.create(model=hosted, **ask)
+    assert raw.headers["x-llmship-model-version"] == f"{hosted}/1"
+    assert raw.parse().choices[0].message.content == client.chat.completions.create(
+        model=NAME, **ask).choices[0].message.content
+    assert hosted in json.loads((home / "last-deploy.json").read_text())["serve_config"]["hosted"]
