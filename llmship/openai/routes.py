@@ -246,9 +246,11 @@ async def _attempt(app: Any, scope: Scope, body: bytes, receive: Any, send: Any,
             return {"type": "http.request", "body": body, "more_body": False}
         client = asyncio.ensure_future(receive())
         gone = asyncio.ensure_future(abandon.wait())
-        done, pending = await asyncio.wait({client, gone}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        try:
+            done, _ = await asyncio.wait({client, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the app cancels its own listener: no future left pending
+            client.cancel()
+            gone.cancel()
         return client.result() if client in done else {"type": "http.disconnect"}
 
     task = asyncio.ensure_future(app(scope, replay, capture))

@@ -65,16 +65,19 @@ class World:
 @pytest.fixture(scope="module")
 def world(tiny_built, tmp_path_factory):
     w = World()
+    saved = {k: os.environ.get(k) for k in ("UP_KEY", "UP_LIMITED_KEY", "MLFLOW_TRACKING_URI")}
+    # this home's own registry: an earlier test's MLflow may have exported another store's URI
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     with llmship_home(tmp_path_factory.mktemp("hosted-home")) as home:
         w.home = home
         registry = register_champion(MODEL, tiny_built, "vllm")
+        assert registry.tracking_uri.startswith(f"sqlite:///{home}")
         keys = KeyStore()
         _, w.key = keys.create("client")
         _, w.up_key = keys.create("hosted-upstream")
         _, w.limited_key = keys.create("hosted-limited", rpm=1)
         base = {**bentoml_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri, **TEST_ENGINE_ENV,
                 "LLMSHIP_GATEWAY_AUTH": "true"}
-        saved = {k: os.environ.get(k) for k in ("UP_KEY", "UP_LIMITED_KEY")}
         os.environ.update(UP_KEY=w.up_key, UP_LIMITED_KEY=w.up_key)  # validated with a full key; served, below,
         # with a key the upstream allows 1 request a minute: the key is read where the call is made, so rotating
         # it needs no new release
@@ -241,11 +244,11 @@ def test_fallback_when_the_self_hosted_engine_is_at_capacity(world, client):
     worker.start()
     try:
         assert busy.wait(60)
+        running_when_sent = not done.is_set()
         raw = client.chat.completions.with_raw_response.create(model="assistant", **ASK)
-        still_busy = not done.is_set()
     finally:
         worker.join(120)
-    assert still_busy, "the long stream ended before the fallback request: nothing was tested"
+    assert running_when_sent, "the long stream ended before the fallback request was sent: nothing was tested"
     assert raw.headers["x-llmship-model-version"] == "up-hosted/1"
     assert raw.parse().choices[0].message.content
 
