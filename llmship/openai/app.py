@@ -149,12 +149,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             asked = await request.json()
         except ValueError:
             asked = None
-        if isinstance(asked, dict) and asked.get("hosted"):
-            return await _reload_hosted(request.app, str(asked["hosted"]))
         reloader = request.app.state.reloader
-        if reloader is None:
+        if reloader is None:  # one request reaches one worker: with several, neither an engine nor a table swaps
             raise Conflict("this service cannot swap its engine in place (it runs several workers); restart it",
                            code="reload_unavailable")
+        if isinstance(asked, dict) and asked.get("hosted"):
+            return await _reload_hosted(request.app, str(asked["hosted"]))
         if request.app.state.draining:
             raise EngineUnavailable("the server is shutting down")
         if request.app.state.swap_lock.locked():

@@ -3,7 +3,7 @@
 The upstream is a real OpenAI-compatible server: the project's own chat service (vLLM on the tiny model) with the
 gateway's keys on, so the hosted release's key is really needed and really checked. A TCP relay in front of it
 (tests/helpers/relay.py) plays the network failures. The service under test is a second chat service that serves
-the tiny model itself, the hosted releases beside it (``LLMSHIP_HOSTED``) and two fallback aliases; clients talk
+a wider random model of its own (so a long stream keeps its one slot busy), the hosted releases beside it (``LLMSHIP_HOSTED``) and two fallback aliases; clients talk
 to it with the official ``openai`` SDK and raw HTTP. Releases go through the same core calls the pipeline's steps
 make: describe → check (smoke, perplexity, benchmark through the client) → register → promote.
 """
@@ -26,16 +26,19 @@ from llmship.config import BenchConfig, BuildConfig, EvalConfig, ServeConfig
 from llmship.gateway.keys import KeyStore
 from llmship.hosted import describe
 from llmship.hosted.check import run_hosted_check
+from llmship.models import build_model
 from llmship.registry import ModelRegistry
 from llmship.release import promote_release, register_hosted
 from llmship.serving import process
 from llmship.serving.bento import bentoml_env
 from llmship.validate.gates import GateThresholds
-from tests.conftest import REPO, free_port, llmship_home, register_champion
+from tests.conftest import CORPUS, REPO, free_port, llmship_home, register_champion
 from tests.engine_host import TEST_ENGINE_ENV
 from tests.helpers.relay import Relay
+from tests.tiny_model import make_tiny_model
 
-MODEL = "tiny-up"
+MODEL = "tiny-up"  # the upstream's model (and what each hosted release names there)
+SLOW = "slow-own"  # the service's own model: wide enough that a long stream keeps its one slot busy for seconds
 SMALL_BENCH = BenchConfig(batches=[1, 2], max_tokens=8, repeats=1)
 GATES = GateThresholds(max_perplexity=1e9, min_decode_tok_s=0.1, max_ttft_s=30.0)  # a random tiny model's quality
 
@@ -72,6 +75,10 @@ def world(tiny_built, tmp_path_factory):
         w.home = home
         registry = register_champion(MODEL, tiny_built, "vllm")
         assert registry.tracking_uri.startswith(f"sqlite:///{home}")
+        slow = make_tiny_model(tmp_path_factory.mktemp("hosted-slow") / "slow", CORPUS, hidden_size=512, layers=8,
+                               max_positions=1024)
+        register_champion(SLOW, build_model(f"path:{slow}", cache_dir=tmp_path_factory.mktemp("hosted-slow-cache")),
+                          "vllm")
         keys = KeyStore()
         _, w.key = keys.create("client")
         _, w.up_key = keys.create("hosted-upstream")
@@ -94,10 +101,11 @@ def world(tiny_built, tmp_path_factory):
                                               api_key_env="UP_KEY"))
             os.environ["UP_LIMITED_KEY"] = w.limited_key
             serve = ServeConfig(hosted=["up-hosted", "up-limited", "relay-hosted", "up-litellm"],
-                                fallbacks={"assistant": [MODEL, "up-hosted"], "via-relay": ["relay-hosted", "up-hosted"]},
+                                fallbacks={"assistant": [SLOW, "up-hosted"], "via-relay": ["relay-hosted", "up-hosted"]},
                                 fallback_timeout_s=2)
-            env = {**base, **serve.hosted_env(), "LLMSHIP_MAX_BATCH": "1", "LLMSHIP_MAX_WAITING": "0"}
-            w.service = process.start("bentos.chat.service:Chat", model_uri=f"models:/{MODEL}@champion",
+            env = {**base, **serve.hosted_env(), "LLMSHIP_MAX_BATCH": "1", "LLMSHIP_MAX_WAITING": "0",
+                   "LLMSHIP_MAX_MODEL_LEN": "1024"}
+            w.service = process.start("bentos.chat.service:Chat", model_uri=f"models:/{SLOW}@champion",
                                       port=free_port(), env=env, wait_s=180, cwd=REPO)
             yield w
         finally:
@@ -141,9 +149,9 @@ def test_registered_hosted_version_describes_the_upstream_without_its_key(world)
 
 def test_models_lists_the_model_the_hosted_releases_and_the_aliases(client):
     cards = {m.id: m for m in client.models.list().data}
-    assert set(cards) == {MODEL, "up-hosted", "up-limited", "relay-hosted", "up-litellm", "assistant", "via-relay"}
+    assert set(cards) == {SLOW, "up-hosted", "up-limited", "relay-hosted", "up-litellm", "assistant", "via-relay"}
     assert cards["up-hosted"].root == "up-hosted/1" and cards["up-hosted"].owned_by == "openai"
-    assert cards["assistant"].root == f"{MODEL} > up-hosted"
+    assert cards["assistant"].root == f"{SLOW} > up-hosted"
 
 
 @pytest.mark.parametrize("hosted", ["up-hosted", "up-litellm"])
@@ -228,14 +236,13 @@ def test_fallback_when_the_self_hosted_engine_is_at_capacity(world, client):
     """The service decodes one sequence at a time with no queue (max_batch 1, max_waiting 0): while one long
     stream runs on the engine, the alias's next target (the hosted release) answers."""
     assert client.chat.completions.with_raw_response.create(model="assistant", **ASK).headers[
-        "x-llmship-model-version"] == f"{MODEL}/1"
+        "x-llmship-model-version"] == f"{SLOW}/1"
     busy = threading.Event()
     done = threading.Event()
 
     def long_stream() -> None:
-        # 8 samples of 220 tokens, decoded one sequence at a time (max_batch 1): seconds, even on the tiny model
-        stream = client.chat.completions.create(model=MODEL, messages=ASK["messages"], max_tokens=220, n=8,
-                                                stream=True, extra_body={"ignore_eos": True})
+        stream = client.chat.completions.create(model=SLOW, messages=ASK["messages"], max_tokens=900, stream=True,
+                                                extra_body={"ignore_eos": True})
         for _ in stream:
             busy.set()
         done.set()
@@ -258,11 +265,11 @@ def test_stat_shows_hosted_releases(world):
     hosted = {h["model"]: h for h in stat["hosted"]}
     assert hosted["up-hosted"]["version"] == "up-hosted/1" and hosted["up-hosted"]["requests_total"] >= 3
     assert hosted["relay-hosted"]["base_url"] == f"http://127.0.0.1:{world.relay.port}/v1"
-    assert stat["fallbacks"]["assistant"] == [MODEL, "up-hosted"]
+    assert stat["fallbacks"]["assistant"] == [SLOW, "up-hosted"]
     shown = subprocess.run([sys.executable, "-m", "llmship.cli", "stat", "--url", world.service.url], capture_output=True,
                            text=True, timeout=60, env={**os.environ, "LLMSHIP_API_KEY": world.key})
     assert shown.returncode == 0, shown.stderr
-    assert "up-hosted/1" in shown.stdout and f"alias assistant: {MODEL} > up-hosted" in shown.stdout
+    assert "up-hosted/1" in shown.stdout and f"alias assistant: {SLOW} > up-hosted" in shown.stdout
 
 
 def test_zz_a_new_hosted_version_swaps_in_place_and_rolls_back(world, client):
@@ -272,7 +279,7 @@ def test_zz_a_new_hosted_version_swaps_in_place_and_rolls_back(world, client):
     up = f"{world.upstream.url}/v1#{MODEL}"
     assert release("up-hosted", BuildConfig(source=f"openai:{up}", api_key_env="UP_KEY")) == "up-hosted/2"
     config = ServeConfig(host="127.0.0.1", port=world.service.port, hosted=["up-hosted"])
-    process.write_deploy_summary(world.service, {"model_name": MODEL, "model_version": "1", "alias": "champion",
+    process.write_deploy_summary(world.service, {"model_name": SLOW, "model_version": "1", "alias": "champion",
                                                  "serve_config": config.model_dump(mode="json")})
     answer = serve_hosted("up-hosted", config)
     assert (answer["version"], answer["previous"]) == ("up-hosted/2", "up-hosted/1")
