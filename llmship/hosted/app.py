@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from llmship import errors
-from llmship.asgi import read_body, send_json
+from llmship.asgi import read_body, send_error, send_json
 from llmship.hosted.calls import import_litellm, litellm_kwargs
 from llmship.hosted.spec import HostedKeyMissing, HostedModel
 
@@ -47,22 +47,23 @@ class HostedApp:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         if scope.get("method") != "POST" or path not in PATHS:
-            await _error(send, f"{path} is not served for hosted models (chat and completions are)", 404, "not_found")
+            await send_error(send, f"{path} is not served for hosted models (chat and completions are)", 404,
+                             code="not_found")
             return
         raw = await read_body(receive)
         try:
             body = json.loads(raw)
         except ValueError as err:
-            await _error(send, f"request body is not valid JSON: {err}", 400, "invalid_json")
+            await send_error(send, f"request body is not valid JSON: {err}", 400, code="invalid_json")
             return
         if not isinstance(body, dict):
-            await _error(send, "the request body must be a JSON object", 400, "invalid_type")
+            await send_error(send, "the request body must be a JSON object", 400, code="invalid_type")
             return
         try:
             key = self.spec.api_key()
         except HostedKeyMissing as err:
             log.warning("%s", err)
-            await _error(send, str(err), 503, err.code)
+            await send_error(send, str(err), 503, code=err.code)
             return
         watcher = asyncio.ensure_future(_disconnected(receive))
         worker = asyncio.ensure_future(self._litellm(path, body, send) if self.spec.via_litellm
@@ -90,12 +91,12 @@ class HostedApp:
         try:
             response = await self.http.send(request, stream=True)
         except httpx.TimeoutException:
-            await _error(send, f"{self.spec.describe()} did not answer within {self.spec.timeout_s:g} s", 504,
-                         "upstream_timeout")
+            await send_error(send, f"{self.spec.describe()} did not answer within {self.spec.timeout_s:g} s", 504,
+                             code="upstream_timeout")
             return
         except httpx.HTTPError as err:
-            await _error(send, f"{self.spec.describe()} cannot be reached: {type(err).__name__}", 503,
-                         "upstream_unavailable")
+            await send_error(send, f"{self.spec.describe()} cannot be reached: {type(err).__name__}", 503,
+                             code="upstream_unavailable")
             return
         started = False
         try:
@@ -109,8 +110,8 @@ class HostedApp:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except httpx.HTTPError as err:
             if not started:
-                await _error(send, f"{self.spec.describe()} failed: {type(err).__name__}", 503,
-                             "upstream_unavailable")
+                await send_error(send, f"{self.spec.describe()} failed: {type(err).__name__}", 503,
+                                 code="upstream_unavailable")
                 return
             # after the headers: an in-band error event, as vLLM sends one, then the end of the stream
             event = errors.error_body(f"{self.spec.describe()} stopped answering: {type(err).__name__}", 503,
@@ -141,7 +142,7 @@ class HostedApp:
         except Exception as err:  # noqa: BLE001 - LiteLLM maps provider errors to OpenAI's exception classes, with the status
             status, headers = _litellm_status(err)
             message = f"{self.spec.describe()}: {' '.join(str(getattr(err, 'message', err)).split())[:500]}"
-            await _error(send, message, status, "upstream_error", headers)
+            await send_error(send, message, status, code="upstream_error", headers=headers)
 
 
 def _plain(obj: Any) -> Any:
@@ -160,14 +161,6 @@ def _litellm_status(err: Exception) -> tuple[int, list[tuple[bytes, bytes]]]:
     if retry:
         headers.append((b"retry-after", str(retry).encode()))
     return status, headers
-
-
-async def _error(send: Any, message: str, status: int, code: str,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    extra = list(headers or [])
-    if status in (429, 503, 504) and not any(k == b"retry-after" for k, _ in extra):
-        extra.append((b"retry-after", b"1"))
-    await send_json(send, status, errors.error_body(message, status, code=code), extra)
 
 
 async def _disconnected(receive: Any) -> None:

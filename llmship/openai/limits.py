@@ -8,10 +8,11 @@ error format, never a parsed multi-gigabyte JSON document.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.exceptions import HTTPException
+
+from llmship.asgi import send_error
 
 Scope = dict[str, Any]
 
@@ -65,9 +66,5 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Any) -> None:
-        body = json.dumps({"error": {
-            "message": f"request body is larger than the limit of {self.max_bytes} bytes",
-            "type": "invalid_request_error", "param": None, "code": "request_too_large"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, f"request body is larger than the limit of {self.max_bytes} bytes", 413,
+                         code="request_too_large")

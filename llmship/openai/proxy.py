@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmship.asgi import read_body, replay, send_json
+from llmship.asgi import read_body, replay, send_error, send_json
 from llmship.errors import InvalidRequest, LlmshipError
 from llmship.gateway.usage import report_usage
 from llmship.openai import errors
@@ -60,24 +60,24 @@ class EngineRoutes:
         if scope["type"] == "lifespan":  # vLLM's app lifespan is run by start_engine, not by the mount
             return
         if scope["type"] != "http":
-            await self._reject(send, "websocket routes are not served", 404, code="not_found")
+            await send_error(send, "websocket routes are not served", 404, code="not_found")
             return
         state = self.owner.state
         engine, load = state.engine, state.load
         path = scope.get("path", "")
         if path == "/chat" or path.startswith("/chat/"):  # the page's own routes did not match: not vLLM's either
-            await self._reject(send, f"Not found: {path}", 404, code="not_found")
+            await send_error(send, f"Not found: {path}", 404, code="not_found")
             return
         if engine is None:
-            await self._reject(send, "the model is still loading", 503, code="not_ready")
+            await send_error(send, "the model is still loading", 503, code="not_ready")
             return
         if state.draining:
-            await self._reject(send, "the server is shutting down", 503, code="shutting_down")
+            await send_error(send, "the server is shutting down", 503, code="shutting_down")
             return
         generating = scope.get("method") == "POST" and path in GENERATION_PATHS
         if generating and load.generating >= engine.settings.max_num_seqs + engine.settings.max_waiting:
             load.rejected_total += 1
-            await self._reject(send, f"the server is at capacity ({load.generating} requests in flight); retry "
+            await send_error(send, f"the server is at capacity ({load.generating} requests in flight); retry "
                                "shortly", 503, code="server_busy")
             return
         load.inflight += 1
@@ -95,10 +95,6 @@ class EngineRoutes:
             load.generating -= generating
             engine.active -= 1
 
-    @staticmethod
-    async def _reject(send: Any, message: str, status: int, *, code: str) -> None:
-        await send_json(send, status, errors.error_body(message, status, code=code),
-                        [(b"retry-after", b"1")] if status in (429, 503) else [])
 
 
 def openai_error(status: int, raw: bytes) -> dict:
@@ -165,12 +161,10 @@ class ChatTap:
         try:
             body = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError) as err:
-            await send_json(send, 400, errors.error_body(f"request body is not valid JSON: {err}", 400,
-                                                         code="invalid_json"))
+            await send_error(send, f"request body is not valid JSON: {err}", 400, code="invalid_json")
             return
         except RecursionError:  # nesting deeper than any request needs; the JSON parsers give up
-            await send_json(send, 400, errors.error_body("the request body nests too deeply", 400,
-                                                         code="invalid_json"))
+            await send_error(send, "the request body nests too deeply", 400, code="invalid_json")
             return
         session = None
         client_usage = self.always_include_usage
@@ -191,8 +185,7 @@ class ChatTap:
                                          code="invalid_type")
                 session, turn = self._open_session(scope, body)
             except LlmshipError as err:
-                await send_json(send, err.status, errors.error_body(str(err), err.status, type_=err.type,
-                                                                    param=err.param, code=err.code))
+                await send_error(send, str(err), err.status, type_=err.type, param=err.param, code=err.code)
                 return
             if body.get("stream") is True:
                 given = body.get("stream_options")

@@ -25,11 +25,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmship.asgi import read_body, replay, send_json
+from llmship.asgi import read_body, replay, send_error
 from llmship.errors import ServeError
 from llmship.hosted.app import HostedApp
 from llmship.hosted.spec import HostedModel, load_hosted
-from llmship.openai import errors
 from llmship.openai.proxy import ChatTap, Load
 
 log = logging.getLogger(__name__)
@@ -147,11 +146,12 @@ class ModelRouter:
             await self.engine(scope, receive, send)
             return
         raw = await read_body(receive)
-        model = _peek_model(raw)
+        body = _peek_body(raw)
+        model = body.get("model") if body is not None else None
         if model in table.routes:
             await self._hosted(table.routes[model], scope, replay(raw, receive), send)
-        elif model in table.fallbacks:
-            await self._fallback(table, model, scope, raw, receive, send)
+        elif model in table.fallbacks and body is not None:
+            await self._fallback(table, model, scope, body, receive, send)
         else:
             await self.engine(scope, replay(raw, receive), send)
 
@@ -177,9 +177,11 @@ class ModelRouter:
             return self.engine, engine.version
         return None
 
-    async def _fallback(self, table: HostedTable, alias: str, scope: Scope, raw: bytes, receive: Any,
+    async def _fallback(self, table: HostedTable, alias: str, scope: Scope, body: dict, receive: Any,
                         send: Any) -> None:
+        """Each target in turn, under its own name; the body was parsed once and is re-encoded per target."""
         targets = table.fallbacks[alias]
+        stream = body.get("stream") is True
         tried: list[str] = []
         for i, name in enumerate(targets):
             found = self._target(table, name)
@@ -187,20 +189,21 @@ class ModelRouter:
                 tried.append(f"{name}: not served now")
                 continue
             app, version = found
-            body = _rename(raw, name)
+            renamed = json.dumps({**body, "model": name}).encode()
             if i == len(targets) - 1:
-                await app(scope, replay(body, receive), _with_version(send, version))
+                await app(scope, replay(renamed, receive), send)
                 return
-            if await _attempt(app, scope, body, receive, _with_version(send, version), table.fallback_timeout_s):
+            if await _attempt(app, scope, renamed, stream, receive, send, table.fallback_timeout_s):
                 return
             tried.append(name)
             log.info("fallback %s: %s did not answer in time or was unavailable; trying the next", alias, name)
 
-        await send_json(send, 503, errors.error_body(f"no model behind {alias!r} can answer now ({'; '.join(tried)})",
-                                                     503, code="engine_unavailable"), [(b"retry-after", b"1")])
+        await send_error(send, f"no model behind {alias!r} can answer now ({'; '.join(tried)})", 503,
+                         code="engine_unavailable")
 
 
-async def _attempt(app: Any, scope: Scope, body: bytes, receive: Any, send: Any, timeout_s: float) -> bool:
+async def _attempt(app: Any, scope: Scope, body: bytes, stream: bool, receive: Any, send: Any,
+                   timeout_s: float) -> bool:
     """Run ``app`` holding its answer back until it commits: a first streamed token, a complete non-streaming
     answer, or a client error. False (nothing sent to the client) when it answered 503/504, failed, or did not
     commit within ``timeout_s``; the abandoned request sees a client disconnect."""
@@ -208,7 +211,6 @@ async def _attempt(app: Any, scope: Scope, body: bytes, receive: Any, send: Any,
     verdict: dict[str, str] = {}
     decided = asyncio.Event()
     abandon = asyncio.Event()
-    stream = _is_stream(body)
 
     async def commit() -> None:
         verdict["v"] = "commit"
@@ -275,25 +277,13 @@ async def _attempt(app: Any, scope: Scope, body: bytes, receive: Any, send: Any,
     return False
 
 
-def _peek_model(raw: bytes) -> str | None:
+def _peek_body(raw: bytes) -> dict | None:
+    """The request's JSON object when it names a model as a string; None otherwise (the engine then answers the
+    malformed request in its own words)."""
     if b'"model"' not in raw:
         return None
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) else None
-
-
-def _is_stream(raw: bytes) -> bool:
-    try:
-        return json.loads(raw).get("stream") is True
-    except (ValueError, AttributeError):
-        return False
-
-
-def _rename(raw: bytes, model: str) -> bytes:
-    body = json.loads(raw)
-    body["model"] = model
-    return json.dumps(body).encode()
+    return body if isinstance(body, dict) and isinstance(body.get("model"), str) else None
