@@ -61,12 +61,13 @@ schedule-knowledge: stack
 browser:
 	@scripts/install_browser.sh
 
+# the unit suite on both cores (pytest-xdist), then the rest one test at a time (scripts/run_tests.sh says why)
 test: setup browser
-	@$(ENV) python -m pytest $(PYTEST_ARGS)
+	@$(ENV) scripts/run_tests.sh $(PYTEST_ARGS)
 
-# the unit suite only (tests/unit, marker `unit`): the core library on real local parts, no bentoml serve
+# the unit suite only (tests/unit, marker `unit`) on both cores: the core library on real local parts, no bentoml serve
 test-fast: setup
-	@$(ENV) python -m pytest -m unit $(PYTEST_ARGS)
+	@$(ENV) python -m pytest -m unit -n $${LLMSHIP_TEST_WORKERS:-2} $(PYTEST_ARGS)
 
 serve-stop: setup
 	@$(ENV) llmship serve stop

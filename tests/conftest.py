@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import tempfile
@@ -111,6 +112,53 @@ def pytest_collection_modifyitems(items):
             item.add_marker(suite)
     users = [item for item in items if "engine_host" in getattr(item, "fixturenames", ())]
     _LAST_ENGINE_TEST[:] = users[-1:]
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_GROUPS_ENV):
+        _write_groups(items, Path(os.environ[_GROUPS_ENV]))
+
+
+# ---- pytest -n 2 (make test-fast, and the unit part of make test) ---------------------------------------------------
+# One work unit per module (its module fixtures are built once), except that the modules on the session's vLLM engine
+# form one unit, and so do the modules on the embedded graph server: each server then starts on one worker, not on
+# both, and the engine still stops right after its last user. pytest-xdist's own `--dist loadgroup` cannot say this
+# under pytest 9 (it renames items through `item._nodeid`, which pytest 9 no longer reads), so the workers write the
+# grouping they collect to a file and the controller's scheduler reads it.
+_GROUPS_ENV = "LLMSHIP_TEST_GROUPS"
+
+
+def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[_GROUPS_ENV] = str(_SESSION_HOME / "xdist-groups.json")  # the workers inherit it
+
+
+def _write_groups(items, path: Path) -> None:
+    by_module: dict[str, list] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    groups = {}
+    for module, tests in by_module.items():
+        used = set().union(*(getattr(item, "fixturenames", ()) for item in tests))
+        groups[module] = "vllm" if "engine_host" in used else "graph" if "graph_server" in used else module
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_text(json.dumps(groups))
+    tmp.replace(path)  # every worker collects the same items: whichever writes last, the content is the same
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByResource(LoadScopeScheduling):
+        """pytest-xdist's per-module scheduling, with the resource groups above as the units."""
+
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:  # read once the workers have collected (scheduling starts after that)
+                path = Path(os.environ.get(_GROUPS_ENV, "/nonexistent"))
+                self.groups = json.loads(path.read_text()) if path.exists() else {}
+            module = nodeid.split("::", 1)[0]
+            return self.groups.get(module, module)
+
+    return ByResource(config, log)
 
 
 def pytest_runtest_teardown(item, nextitem):
