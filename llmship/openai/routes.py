@@ -167,14 +167,15 @@ class ModelRouter:
             route.load.inflight -= 1
             route.load.generating -= 1
 
-    def _target(self, table: HostedTable, name: str) -> tuple[Any, str] | None:
-        """(ASGI app, version) answering as ``name``, or None when nothing here serves it now."""
+    def _target(self, table: HostedTable, name: str) -> Any | None:
+        """The ASGI app answering as ``name`` (each sets its own version header: ``_hosted`` here, the engine's
+        through ``ResponseHeaders``), or None when nothing here serves it now."""
         if name in table.routes:
             route = table.routes[name]
-            return (lambda s, r, w: self._hosted(route, s, r, w)), route.version
+            return lambda s, r, w: self._hosted(route, s, r, w)
         engine = self.owner.state.engine
         if engine is not None and engine.model_id == name:
-            return self.engine, engine.version
+            return self.engine
         return None
 
     async def _fallback(self, table: HostedTable, alias: str, scope: Scope, body: dict, receive: Any,
@@ -184,11 +185,10 @@ class ModelRouter:
         stream = body.get("stream") is True
         tried: list[str] = []
         for i, name in enumerate(targets):
-            found = self._target(table, name)
-            if found is None:  # the engine is not up yet (or was named wrong): the next target
+            app = self._target(table, name)
+            if app is None:  # the engine is not up yet (or was named wrong): the next target
                 tried.append(f"{name}: not served now")
                 continue
-            app, version = found
             renamed = json.dumps({**body, "model": name}).encode()
             if i == len(targets) - 1:
                 await app(scope, replay(renamed, receive), send)
