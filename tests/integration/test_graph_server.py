@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +91,35 @@ def test_start_status_stop_restart_keeps_data(graph_home):
         assert store.get_meta("schema_version") == 7
         assert store.keyword_search("zebra") and store.keyword_search("zebra")[0][0] == "s-0"
         assert store.vector_search([0.1] * 384, top_k=1)[0][0] == "s-0"
+
+
+def test_sigterm_stops_the_server_while_a_client_stays_connected(graph_home):
+    """A RAG service's driver pool keeps Bolt connections open. The JVM used to wait for their threads at exit, so a
+    stop with a client connected never finished on SIGTERM: `graph stop` waited its whole timeout, then SIGKILLed."""
+    bolt, http = free_port(), free_port()
+    assert run_cli(graph_home, "graph", "start", "--bolt-port", str(bolt), "--http-port", str(http)).returncode == 0
+    pid = json.loads(run_cli(graph_home, "graph", "status", "--json").stdout)["pid"]
+    with GraphStore.connect(GraphSettings.from_env()) as store:
+        store.ensure_schema()
+        store.upsert_documents([{"id": "kept", "hash": "h"}])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60  # a deadline for exiting at all: before the fix it waited for the client
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _running(pid), "the graph server ignored SIGTERM while a client was connected"
+    log = (graph_home / "graph" / "server.log").read_text()
+    assert "ArcadeDB Server is down" in log and "llmship graph: stopped" in log
+    assert run_cli(graph_home, "graph", "start", "--bolt-port", str(bolt), "--http-port", str(http)).returncode == 0
+    with GraphStore.connect(GraphSettings.from_env()) as store:
+        assert store.document_hashes() == {"kept": "h"}
+
+
+def _running(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat")
+    try:
+        return state.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except (OSError, IndexError):
+        return False
 
 
 def test_port_in_use_is_one_error_line(graph_home):
