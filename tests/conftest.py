@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -110,6 +111,8 @@ def pytest_collection_modifyitems(items):
         suite = item.path.relative_to(REPO / "tests").parts[0]
         if suite in SUITES:
             item.add_marker(suite)
+        if "graph" in getattr(item, "fixturenames", ()) and "graph_server" not in _own_arguments(item):
+            item.add_marker("graph")  # on the graph store alone: CI's neo4j job runs these (`-m graph`) on Neo4j 5
     users = [item for item in items if "engine_host" in getattr(item, "fixturenames", ())]
     _LAST_ENGINE_TEST[:] = users[-1:]
     if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get(_GROUPS_ENV):
@@ -159,6 +162,14 @@ def pytest_xdist_make_scheduler(config, log):
             return self.groups.get(module, module)
 
     return ByResource(config, log)
+
+
+def _own_arguments(item) -> set[str]:
+    """The fixtures a test names itself (a test that names ``graph_server`` wants the ArcadeDB server as such)."""
+    try:
+        return set(inspect.signature(item.obj).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return set()
 
 
 def pytest_runtest_teardown(item, nextitem):
@@ -240,6 +251,9 @@ def graph_server(tmp_path_factory):
     ``LLMSHIP_TEST_GRAPH=neo4j`` the tests run against the Neo4j 5 that ``NEO4J_URI`` names instead.
     """
     if NEO4J:
+        from llmship.knowledge.graphstore.graph import GraphSettings
+
+        _claim_neo4j(GraphSettings.from_env())
         yield None
         return
     from llmship.knowledge.graphstore import server
@@ -255,6 +269,33 @@ def graph_server(tmp_path_factory):
         server.stop(root)
 
 
+_TEST_MARK = "LlmshipTestDatabase"  # the node that says "this suite owns this database" (Neo4j only)
+
+
+def _neo4j_query(settings, statement: str) -> list:
+    import neo4j
+
+    auth = (settings.user, settings.password.get_secret_value())
+    with neo4j.GraphDatabase.driver(settings.uri, auth=auth) as driver:
+        return driver.execute_query(statement, database_=settings.database).records
+
+
+def _claim_neo4j(settings) -> None:
+    """Every graph test empties the database first: refuse, in one line, a Neo4j database that holds nodes this
+    suite did not write (a NEO4J_URI left pointing at real data), instead of deleting them."""
+    marks = _neo4j_query(settings, f"MATCH (m:{_TEST_MARK}) RETURN count(m) AS n")[0]["n"]
+    nodes = _neo4j_query(settings, "MATCH (n) RETURN count(n) AS n")[0]["n"]
+    if nodes and not marks:
+        pytest.exit(f"the Neo4j database {settings.database!r} at {settings.uri} holds {nodes} nodes this test suite "
+                    "did not write; the graph tests empty it, so point NEO4J_URI/NEO4J_DATABASE at an empty one",
+                    returncode=2)
+    _mark_neo4j(settings)
+
+
+def _mark_neo4j(settings) -> None:
+    _neo4j_query(settings, f"MERGE (:{_TEST_MARK} {{id: 'llmship-tests'}})")
+
+
 @pytest.fixture()
 def graph(graph_server):
     """A connected ``GraphStore`` on the session's ArcadeDB, emptied before the test."""
@@ -265,6 +306,8 @@ def graph(graph_server):
     if graph_server is None:
         store.ensure_schema()
     store.clear()
+    if graph_server is None:
+        _mark_neo4j(settings)
     try:
         yield store
     finally:

@@ -110,7 +110,9 @@ def test_ci_runs_lint_tests_and_the_neo4j_dialect():
     lint = "\n".join(step.get("run", "") for step in ci["jobs"]["lint"]["steps"])
     assert "make setup" in lint and "ruff check" in lint and "mypy llmship/" in lint
     assert ci["jobs"]["test"]["steps"][-1]["run"] == "bash .ci/run"
-    assert ci["jobs"]["neo4j-dialect"]["services"]["neo4j"]["image"] == "neo4j:5"
+    neo4j = ci["jobs"]["neo4j-dialect"]
+    assert neo4j["services"]["neo4j"]["image"] == "neo4j:5.26"  # the LTS line, not whatever 5.x is newest
+    assert neo4j["env"]["LLMSHIP_TEST_GRAPH"] == "neo4j" and "pytest -m graph" in neo4j["steps"][-1]["run"]
 
 
 def test_release_runs_on_version_tags_with_the_release_config():

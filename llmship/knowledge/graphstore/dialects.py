@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 from llmship.errors import GraphError, GraphUnavailable
@@ -93,6 +93,12 @@ def _allowed(label: str, prop: str) -> None:
         raise GraphError(f"{label}.{prop} is not in the graph schema allow-list")
 
 
+RunCypher = Callable[[str], list[dict[str, Any]]]
+
+#: How long ``ensure_schema`` waits for Neo4j to bring new indexes online (a large graph populates them first).
+INDEX_ONLINE_TIMEOUT_S = 300
+
+
 class Dialect(ABC):
     name: ClassVar[str]
     vector_index: ClassVar[str]  # the name passed to db.index.vector.queryNodes
@@ -115,9 +121,9 @@ class Dialect(ABC):
         return f"CREATE INDEX {label.lower()}_{prop} IF NOT EXISTS FOR (n:{label}) ON (n.{prop})"
 
     @abstractmethod
-    def ensure_schema(self, run_cypher: Callable[[str], None], dimensions: int) -> None:
+    def ensure_schema(self, run_cypher: RunCypher, dimensions: int) -> None:
         """Constraints, plain indexes, the vector index on ``Chunk.embedding`` and the full-text one on
-        ``Chunk.text``; idempotent. ``run_cypher`` runs one statement over Bolt."""
+        ``Chunk.text``; idempotent. ``run_cypher`` runs one statement over Bolt and returns its rows."""
 
 
 class Neo4jDialect(Dialect):
@@ -127,7 +133,11 @@ class Neo4jDialect(Dialect):
     vector_index = "chunk_embedding"
     keyword_index = "chunk_text"
 
-    def ensure_schema(self, run_cypher: Callable[[str], None], dimensions: int) -> None:
+    def ensure_schema(self, run_cypher: RunCypher, dimensions: int) -> None:
+        """``IF NOT EXISTS`` makes Neo4j do nothing, silently, when an index of the same name or on the same
+        label and property is already there, whatever its name or dimensions. Searches then fail later on a name
+        that does not exist or on a vector of the wrong size. So the indexes are read back (``SHOW INDEXES``) and
+        anything in the way is one line here; then the new indexes are waited for until they are online."""
         dims = _check_dims(dimensions)
         for label, key in LABEL_KEYS.items():
             run_cypher(self.constraint_ddl(label, key))
@@ -137,6 +147,11 @@ class Neo4jDialect(Dialect):
                    f"OPTIONS {{indexConfig: {{`vector.dimensions`: {dims}, "
                    f"`vector.similarity_function`: 'cosine'}}}}")
         run_cypher(f"CREATE FULLTEXT INDEX {self.keyword_index} IF NOT EXISTS FOR (c:Chunk) ON EACH [c.text]")
+        rows = run_cypher("SHOW INDEXES YIELD name, type, labelsOrTypes, properties, options, state")
+        problem = search_index_problem(rows, dims, vector_name=self.vector_index, keyword_name=self.keyword_index)
+        if problem:
+            raise GraphError(f"{problem} ({self.settings.uri}, database {self.settings.database!r})")
+        run_cypher(f"CALL db.awaitIndexes({INDEX_ONLINE_TIMEOUT_S})")
 
 
 class ArcadeDialect(Dialect):
@@ -174,7 +189,7 @@ class ArcadeDialect(Dialect):
             raise GraphError(f"ArcadeDB refused {command.split(' ON ')[0]!r} ({resp.status_code}): {detail[:300]}")
         return resp.json().get("result", [])
 
-    def ensure_schema(self, run_cypher: Callable[[str], None], dimensions: int) -> None:
+    def ensure_schema(self, run_cypher: RunCypher, dimensions: int) -> None:
         dims = _check_dims(dimensions)
         for label in LABEL_KEYS:  # vertex types first: a Cypher constraint alone would not make one
             self.sql(f"CREATE VERTEX TYPE {label} IF NOT EXISTS")
@@ -189,6 +204,38 @@ class ArcadeDialect(Dialect):
         self.sql(f'CREATE INDEX IF NOT EXISTS ON Chunk (embedding) LSM_VECTOR '
                  f'METADATA {{"dimensions": {dims}, "similarity": "COSINE"}}')
         self.sql("CREATE INDEX IF NOT EXISTS ON Chunk (text) FULL_TEXT")
+
+
+def search_index_problem(rows: Iterable[Mapping[str, Any]], dimensions: int, *, vector_name: str,
+                         keyword_name: str) -> str | None:
+    """What stands in the way of the two search indexes, from Neo4j's ``SHOW INDEXES`` rows; None when both are
+    there under their names (the vector one with ``dimensions``). One line, with the statement that clears it."""
+    rows = list(rows)
+
+    def on(kind: str, prop: str) -> list[Mapping[str, Any]]:
+        return [r for r in rows if str(r.get("type", "")).upper() == kind
+                and list(r.get("labelsOrTypes") or []) == ["Chunk"] and list(r.get("properties") or []) == [prop]]
+
+    for kind, prop, name in (("VECTOR", "embedding", vector_name), ("FULLTEXT", "text", keyword_name)):
+        found = on(kind, prop)
+        mine = [r for r in found if r.get("name") == name]
+        if not mine:
+            others = ", ".join(repr(r.get("name")) for r in found)
+            if others:
+                return (f"a {kind.lower()} index named {others} already covers :Chunk({prop}), so {name!r} was not "
+                        f"created; drop it (DROP INDEX {found[0].get('name')}) or rename it to {name!r}")
+            taken = [r for r in rows if r.get("name") == name]
+            if taken:
+                what = f"{taken[0].get('type')} index on {taken[0].get('labelsOrTypes')}{taken[0].get('properties')}"
+                return f"the index name {name!r} is taken by a {what}; drop it (DROP INDEX {name})"
+            return f"the {kind.lower()} index {name!r} on :Chunk({prop}) is missing after CREATE ... IF NOT EXISTS"
+        if kind == "VECTOR":
+            config = (mine[0].get("options") or {}).get("indexConfig") or {}
+            have = config.get("vector.dimensions")
+            if have is not None and int(have) != dimensions:
+                return (f"the vector index {name!r} holds {int(have)}-dimensional vectors, but this embedder makes "
+                        f"{dimensions}; drop it (DROP INDEX {name}) and run embedding_refresh again to re-embed")
+    return None
 
 
 DIALECTS: dict[str, type[Dialect]] = {"neo4j": Neo4jDialect, "arcadedb": ArcadeDialect}

@@ -291,9 +291,9 @@ class GraphStore:
     def ensure_schema(self, dimensions: int | None = None) -> None:
         """Constraints (Document.id, Chunk.id, Entity.key, Meta.id), the Chunk.doc_id index, the vector index
         on Chunk.embedding and the full-text index on Chunk.text. Idempotent."""
-        def run_cypher(statement: str) -> None:
+        def run_cypher(statement: str) -> list[dict[str, Any]]:
             with self._session() as session:
-                session.run(statement).consume()
+                return [record.data() for record in session.run(statement)]
 
         self._guard("schema", lambda: self.dialect.ensure_schema(run_cypher, dimensions or self.settings.dimensions))
 

@@ -9,6 +9,8 @@ from llmship.errors import GraphError
 from llmship.knowledge.graphstore import dialects
 from llmship.knowledge.graphstore.cypher import UPSERT_DOCUMENTS
 from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
+from tests.helpers.neo4j_indexes import fulltext as fulltext_row
+from tests.helpers.neo4j_indexes import vector as vector_row
 
 DIM = 384
 INJECTIONS = [
@@ -205,12 +207,23 @@ def test_dialect_ddl_uses_only_the_allow_list():
         "CREATE CONSTRAINT chunk_id_unique IF NOT EXISTS FOR (n:Chunk) REQUIRE n.id IS UNIQUE")
     with pytest.raises(GraphError):
         dialects.Dialect.constraint_ddl("Chunk) DETACH DELETE (n", "id")
-    statements = []
-    dialects.Neo4jDialect(GraphSettings(backend="neo4j")).ensure_schema(statements.append, 384)
+    statements: list[str] = []
+    indexes = [vector_row(), fulltext_row()]  # what Neo4j's SHOW INDEXES lists once both were created
+
+    def run(statement: str) -> list[dict]:
+        statements.append(statement)
+        return indexes if statement.startswith("SHOW INDEXES") else []
+
+    neo4j = dialects.Neo4jDialect(GraphSettings(backend="neo4j"))
+    neo4j.ensure_schema(run, 384)
     assert any("CREATE VECTOR INDEX chunk_embedding" in s and "`vector.dimensions`: 384" in s for s in statements)
     assert any(s.startswith("CREATE FULLTEXT INDEX chunk_text") for s in statements)
+    assert statements[-1] == f"CALL db.awaitIndexes({dialects.INDEX_ONLINE_TIMEOUT_S})"  # online before use
+    indexes[0] = vector_row(dims=768)  # an index left by another embedder: one line, not a later search error
+    with pytest.raises(GraphError, match="768-dimensional"):
+        neo4j.ensure_schema(run, 384)
     with pytest.raises(GraphError):
-        dialects.Neo4jDialect(GraphSettings(backend="neo4j")).ensure_schema(statements.append, "384 }) //")
+        neo4j.ensure_schema(run, "384 }) //")
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
