@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._lib import free_port
 from llmship.knowledge.graphstore import server
 from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
@@ -32,12 +32,6 @@ SET c.doc_id = $doc_id, c.seq = $seq, c.text = $text, c.hash = $hash, c.embeddin
 MERGE (d:Document {id: $doc_id})
 MERGE (c)-[:FROM_DOCUMENT]->(d)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rows(n: int, dims: int, prefix: str) -> list[dict]:
@@ -91,7 +85,7 @@ def main() -> None:
         settings = GraphSettings.from_env()
     else:
         root = Path(tempfile.mkdtemp(prefix="graph-bench-"))
-        info = server.start(bolt_port=_free_port(), http_port=_free_port(), root=root)
+        info = server.start(bolt_port=free_port(), http_port=free_port(), root=root)
         print(f"ArcadeDB started in {info.startup_s}s at {info.uri}")
         settings = GraphSettings.for_server(info)
     try:

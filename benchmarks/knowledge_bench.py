@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._lib import free_port
 from llmship.knowledge.graphstore import server
 from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 
@@ -79,18 +79,12 @@ class WriteSet(BaseModel):
         return len(self.entities) + len(self.mentions) + len(self.co_occurs)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def embedded_graph(batch_size: int = 1000) -> Iterator[GraphStore]:
     """A fresh embedded ArcadeDB on free ports in a temp folder, schema ready; stopped and removed after."""
     root = Path(tempfile.mkdtemp(prefix="knowledge-bench-"))
     try:
-        info = server.start(bolt_port=_free_port(), http_port=_free_port(), root=root)
+        info = server.start(bolt_port=free_port(), http_port=free_port(), root=root)
         print(f"ArcadeDB started in {info.startup_s}s at {info.uri} ({root})")
         with GraphStore.connect(GraphSettings.for_server(info, batch_size=batch_size)) as store:
             store.ensure_schema()

@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks._lib import free_port, raise_interrupt
 from tests.helpers.load import (  # the harness; this file is its command line
     CLIENT_KINDS,
     HOST,
@@ -151,10 +152,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.clients < 1 or args.peer_clients < 0 or args.duration <= 0 or args.warmup < 0:
@@ -163,7 +160,7 @@ def main(argv=None) -> int:
 
     real_home = paths.home()
     out_path = Path(args.out) if args.out else real_home / "bench" / "load_bench.json"
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_interrupt)
     tmp_home: Path | None = None
     port: int | None = None
     keep_logs = False
@@ -191,7 +188,6 @@ def main(argv=None) -> int:
             for item in args.server_env:
                 key, _, value = item.partition("=")
                 env[key] = value
-            from benchmarks.serve_bench import free_port
 
             port = free_port()
             print(f"starting bentoml serve bentos.chat.service:Chat on {HOST}:{port}: {what}", flush=True)

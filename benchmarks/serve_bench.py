@@ -45,7 +45,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks._lib import free_port, raise_interrupt
 from tests.helpers.load import PROMPTS, _pct, messages_for
 from tests.helpers.sse import sse_lines
 
@@ -307,12 +307,6 @@ async def bench_servers(servers: list[Server], levels: list[int], n_requests, ma
 
 
 # ------------------------------------------------------------------------------------------------ processes
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _kill_group(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
     if proc.poll() is not None:
         return
@@ -776,7 +770,7 @@ def main(argv=None) -> int:
     config = serve_config(args)
     settings = config.engine_settings(f"path:{hf_dir}")
 
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_interrupt)
     use_user_compile_cache(real_home)
     os.environ["LLMSHIP_HOME"] = str(tmp_home)  # the throw-away registry, key store, server state and logs
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -887,10 +881,6 @@ def main(argv=None) -> int:
                                     "ready_s": ready, "ratios": r, "failures": failures}, indent=2))
     print(f"\nresults: {out_path}")
     return 1 if failures else 0
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _git() -> str | None:

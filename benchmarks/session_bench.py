@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks._lib import raise_interrupt
 from benchmarks.serve_bench import (
     DEFAULT_SOURCE,
     Cleanup,
@@ -261,10 +262,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.turns < 2 or args.sessions < 1 or args.history_tokens < 16 or args.max_tokens < 1:
@@ -298,7 +295,7 @@ def main(argv=None) -> int:
     if not args.no_peer:
         configs["off"] = config_on.model_copy(update={"prefix_caching": False})
 
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_interrupt)
     use_user_compile_cache(real_home)
     os.environ["LLMSHIP_HOME"] = str(tmp_home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
