@@ -12,8 +12,10 @@ sees identical inputs (Bruch et al., 2023, "An Analysis of Fusion Functions for 
   fused document ranking then expanded back to its chunks.
 
 Chunk rankings are folded to documents in first-appearance order, as ``llmship eval retrieval`` scores them.
+The keyword lists come from the retriever's in-memory BM25 index (``memory``, the default) or the graph's full-text
+index (``graph``, what answers until that index is built); ``--keyword graph,memory`` compares the two.
 
-    python benchmarks/fusion_study.py --beir ../shared/data/scifact-dev [--pool 40] [--cache PATH]
+    python benchmarks/fusion_study.py --beir ../shared/data/scifact-dev [--pool 40] [--keyword memory] [--cache PATH]
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--alphas", default="0.3,0.4,0.5,0.6,0.7", help="dense weights tried")
     parser.add_argument("--cache", default="/tmp/llmship-fusion-study-embeddings.sqlite")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for embedding")
+    parser.add_argument("--keyword", default="memory",
+                        help="keyword lists from: memory (the in-memory BM25 index) or graph (the full-text index); "
+                             "several: compared, the first fills the main table")
     parser.add_argument("--max-df", default=str(keywords.MAX_DF),
                         help="keyword side: drop terms in more than this share of chunks; several: compared")
     args = parser.parse_args()
@@ -81,16 +86,23 @@ def main() -> None:
         print(f"{dataset.name}: {len(dataset.documents)} documents, {corpus.chunk_count} chunks, "
               f"{len(dataset.queries)} queries, loaded in {time.perf_counter() - started:.0f}s, pool {args.pool}")
         retriever = Retriever(graph, embedder, reranker=None)
-        retriever.term_stats.get(wait=True)
+        retriever.keyword_index.get(wait=True)
         dense_lists = {qid: retriever._dense(text, args.pool) for qid, text in dataset.queries.items()}
+        search = {"memory": retriever._keyword,
+                  "graph": lambda text, n: graph.keyword_search(" ".join(retriever.keyword_terms(text)), n)}
+        sources = args.keyword.split(",")
         runs = {}
-        for max_df in [float(x) for x in args.max_df.split(",")]:
-            keywords.MAX_DF = max_df
-            runs[max_df] = {qid: (dense_lists[qid], retriever._keyword(text, args.pool))
-                            for qid, text in dataset.queries.items()}
-            terms = np.mean([len(retriever.keyword_terms(t)) for t in dataset.queries.values()])
-            print(f"max_df {max_df}: {terms:.1f} keyword terms per query on average")
-        lists = runs[max(runs)]
+        for source in sources:
+            for max_df in [float(x) for x in args.max_df.split(",")]:
+                keywords.MAX_DF = max_df
+                started = time.perf_counter()
+                runs[source, max_df] = {qid: (dense_lists[qid], search[source](text, args.pool))
+                                        for qid, text in dataset.queries.items()}
+                ms = (time.perf_counter() - started) * 1000 / len(dataset.queries)
+                terms = np.mean([len(retriever.keyword_terms(t)) for t in dataset.queries.values()])
+                print(f"keyword from {source}, max_df {max_df}: {terms:.1f} terms per query on average, "
+                      f"{ms:.2f} ms per keyword search")
+        lists = runs[sources[0], max(float(x) for x in args.max_df.split(","))]
         cosines = {}  # qid -> chunk id -> cos(query, chunk), for the embedding re-score
         for qid, text in dataset.queries.items():
             q = retriever.embed_query(text)
@@ -109,8 +121,6 @@ def main() -> None:
                 order = fuse(dense, keyword)
                 if rescored:  # rerank.EmbeddingRescore: RRF of the fused order and the cosine order
                     cos = cosines[qid]
-                    if "doc" in name:
-                        order = [c for d in order for c in sorted(cos) if c.split("#", 1)[0] == d]
                     by_cos = {c: r for r, c in enumerate(sorted(order, key=lambda c: -cos.get(c, -1)), 1)}
                     prior = {c: 1 / (60 + r) + 1 / (60 + by_cos[c]) for r, c in enumerate(order, 1)}
                     order = sorted(order, key=lambda c: -prior[c])
@@ -123,15 +133,15 @@ def main() -> None:
         by[name] = m["ndcg@10"]
         print(f"{name:<{width}}  {m['ndcg@10']:.3f}    {m['recall@10']:.3f}  {m['mrr@10']:.3f}")
     if len(runs) > 1:
-        print("keyword terms' document-frequency cut (keywords.MAX_DF): nDCG@10 keyword alone / zscore 0.5")
-        for max_df, per_query in runs.items():
+        print("keyword source and terms' document-frequency cut (keywords.MAX_DF): nDCG@10 keyword alone / zscore 0.5")
+        for (source, max_df), per_query in runs.items():
             scored = {}
             for label, fuse in (("keyword", lambda d, k: [c for c, _ in k]),
                                 ("zscore", partial(_convex, "zscore", 0.5, False))):
                 run = {qid: doc_ranking([dataset.corpus_id(c.split("#", 1)[0]) for c in fuse(d, k)])
                        for qid, (d, k) in per_query.items()}
                 scored[label] = score_run(dataset.qrels, run)["ndcg@10"]
-            print(f"  max_df {max_df}: {scored['keyword']:.3f} / {scored['zscore']:.3f}")
+            print(f"  {source}, max_df {max_df}: {scored['keyword']:.3f} / {scored['zscore']:.3f}")
     best_single = max(by["dense"], by["keyword"])
     best = max(by, key=by.get)
     print(f"best: {best} {by[best]:.3f} ({by[best] - best_single:+.3f} over the best single mode)")

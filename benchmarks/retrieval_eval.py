@@ -79,6 +79,7 @@ def main() -> None:
                 fusion_weights = None if w is None else {**FUSION_WEIGHTS, "graph": w}
                 retriever = Retriever(graph, embedder, extractor, reranker=rerank.CANDIDATES[reranker](),
                                       fusion_level=level, graph_neighbours=hop, fusion_weights=fusion_weights)
+                retriever.keyword_index.get(wait=True)
                 results[name] = evaluate_retrieval(retriever, questions, modes=modes, k=args.k, label=name)
                 print()
                 print(results[name].table())

@@ -61,6 +61,7 @@ class Retrieval:
         self.retriever = Retriever(self.graph, RemoteEmbedder(self.embedder), reranker=None,
                                    cache_size=int(os.environ.get("LLMSHIP_RAG_QUERY_CACHE", "1024")),
                                    version_poll_s=float(os.environ.get("LLMSHIP_RAG_VERSION_POLL_S", "2")))
+        self.retriever.keyword_index.get()  # start building the in-memory keyword index; the graph's answers meanwhile
         log.info("retrieval over %s (database %s)", settings.uri, settings.database)
 
     @bentoml.api

@@ -187,6 +187,7 @@ def run_rag_eval(config: RagEvalConfig, graph: Any = None) -> tuple[RagEvalRepor
     graph = graph or GraphStore.connect()
     try:
         retriever = Retriever(graph, Embedder.load(threads=config.embed_threads))
+        retriever.keyword_index.get(wait=True)  # every question on the same keyword index, not the first few on the fallback
         report = asyncio.run(aevaluate_rag(retriever, questions, k=config.k, modes=config.modes, client=client,
                                            max_tokens=config.max_tokens))
     finally:

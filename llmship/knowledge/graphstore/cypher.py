@@ -225,7 +225,7 @@ MATCH (c:Chunk {id: id})-[:MENTIONS]->(e:Entity)
 RETURN c.id AS id, collect(e.key) AS keys
 """
 ANY_CHUNK = "MATCH (c:Chunk) RETURN c.id AS id LIMIT 1"
-CHUNK_TEXTS = "MATCH (c:Chunk) RETURN c.text AS text"
+CHUNK_TEXTS = "MATCH (c:Chunk) RETURN c.id AS id, c.text AS text"
 
 # ingest/embedding_refresh.py
 SPANLESS_CHUNKS = "MATCH (c:Chunk) WHERE c.start_char IS NULL RETURN c.id AS id"

@@ -4,9 +4,11 @@
 call and the embedding run in ``asyncio.to_thread``):
 
 - ``dense``: the vector index (``GraphStore.vector_search``), score = (1 + cos) / 2.
-- ``keyword``: the full-text index (server-side BM25, ``GraphStore.keyword_search``), question and function
-  words dropped first (``STOP_WORDS``: on the eval set recall@5 0.861 → 0.904, hybrid 0.904 → 0.913) and at most
-  ``keywords.MAX_TERMS`` terms, the rarest in the index, sent (``llmship.knowledge.retrieval.keywords``).
+- ``keyword``: BM25 over the chunk texts, from an index held in memory (``keywords.KeywordIndex``: built in the
+  background from the graph once per knowledge version; the graph's full-text index, ``GraphStore.keyword_search``,
+  answers until it is there), question and function words dropped first (``STOP_WORDS``: on the eval set
+  recall@5 0.861 → 0.904, hybrid 0.904 → 0.913) and at most ``keywords.MAX_TERMS`` terms, the rarest in the
+  index, searched (``llmship.knowledge.retrieval.keywords``).
 - ``hybrid``: dense and keyword, the two searches run concurrently (``asyncio.gather``), fused by a convex
   combination of their z-scored scores, ``0.5 · z(dense) + 0.5 · z(keyword)``, a chunk one search did not return
   getting that list's lowest z (``llmship.knowledge.retrieval.fusion``; ``FUSION_WEIGHTS``). Reciprocal-rank fusion, the
@@ -54,7 +56,7 @@ from llmship.knowledge.graphstore import cypher
 from llmship.knowledge.graphstore.graph import GraphStore
 from llmship.knowledge.kg.entities import EntityExtractor, link_type, match_form, normalise, org_core
 from llmship.knowledge.retrieval import fusion
-from llmship.knowledge.retrieval.keywords import TermStatsCache, select_terms
+from llmship.knowledge.retrieval.keywords import KeywordIndexCache, select_terms
 
 Mode = Literal["dense", "keyword", "hybrid", "graph"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid", "graph")
@@ -296,7 +298,7 @@ class Retriever:
         self.version_poll_s = version_poll_s
         self._version: str | None = None
         self._version_read_at = -math.inf
-        self.term_stats = TermStatsCache(lambda: (row["text"] for row in self.graph.read(cypher.CHUNK_TEXTS)))
+        self.keyword_index = KeywordIndexCache(lambda: self.graph.read(cypher.CHUNK_TEXTS))
 
     # ---- caches -------------------------------------------------------------------------------------------------
 
@@ -304,10 +306,10 @@ class Retriever:
         return self._cache.info()
 
     def invalidate(self) -> None:
-        """Forget the entity lexicon and the keyword term statistics (after a refresh or kg_update); query
-        vectors stay valid (same model)."""
+        """Forget the entity lexicon and the keyword index (after a refresh or kg_update); query vectors stay
+        valid (same model)."""
         self._lexicon = None
-        self.term_stats.invalidate()
+        self.keyword_index.invalidate()
 
     def knowledge_version(self) -> str | None:
         """The graph's embedding_refresh version marker, read at most every ``version_poll_s``. When it
@@ -368,12 +370,18 @@ class Retriever:
         return self.graph.vector_search(self.embed_query(query), n)
 
     def keyword_terms(self, query: str) -> list[str]:
-        """The terms the keyword search sends (``keywords.select_terms``: stop words out, the rarest by the
-        index's IDF, at most ``keywords.MAX_TERMS``)."""
-        return select_terms(query, self.term_stats.get())
+        """The word terms a search of the graph's full-text index sends (``keywords.select_terms``: stop words out,
+        the rarest by the chunks' IDF, at most ``keywords.MAX_TERMS``); the in-memory index plans the same way on
+        stems (``KeywordIndex.terms``)."""
+        index = self.keyword_index.get()
+        return select_terms(query, index.stats if index is not None else None)
 
     def _keyword(self, query: str, n: int) -> list[tuple[str, float]]:
-        return self.graph.keyword_search(" ".join(self.keyword_terms(query)), n)
+        """BM25 from the in-memory index; the graph's full-text index while that is being built."""
+        index = self.keyword_index.get()
+        if index is not None:
+            return index.search(query, n)
+        return self.graph.keyword_search(" ".join(select_terms(query)), n)
 
     def _graph(self, query: str, n: int) -> tuple[list[tuple[str, float]], set[str]]:
         keys = self.query_entities(query)

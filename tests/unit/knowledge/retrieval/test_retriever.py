@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -179,20 +180,48 @@ def test_cross_encoder_offline_is_one_clear_error():
     assert "cross-encoder" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_keyword_search_uses_the_graphs_index_until_the_memory_index_is_built(built):
+    """A new retriever answers keyword queries from its first request: the graph's full-text index serves until
+    the in-memory BM25 index is built, and both find the chunk."""
+    from llmship.knowledge.retrieval.keywords import KeywordIndexCache
+
+    release = threading.Event()
+    calls = []
+    original = built.keyword_index._load
+
+    def slow_load():
+        calls.append(1)
+        release.wait(30)
+        return original()
+
+    built.keyword_index = KeywordIndexCache(slow_load)
+    before = asyncio.run(built.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
+    assert calls and before and before[0].doc_id == "railway.md"
+    release.set()
+    assert built.keyword_index.get(wait=True) is not None
+    after = asyncio.run(built.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
+    assert after[0].chunk_id == before[0].chunk_id
+    assert after[0].scores["keyword"] != before[0].scores["keyword"]  # BM25 in memory, not the graph's score
+
+
 def test_a_long_query_sends_the_rarest_terms_and_works(built):
     """An 8,000-character query (a pasted page) is one keyword search of at most MAX_TERMS terms: on ArcadeDB
     it answers, and it stays far under Neo4j's 1,024-clause limit; its rarest word still finds its chunk."""
     from llmship.knowledge.retrieval.keywords import MAX_TERMS
 
-    stats = built.term_stats.get(wait=True)
-    assert stats is not None and stats.chunks == len(DOCS)
+    index = built.keyword_index.get(wait=True)
+    assert index is not None and index.stats.chunks == len(DOCS)
+    stats = index.stats
     filler = " ".join(f"w{i}" for i in range(1700))  # 1,700 distinct terms no chunk holds
     query = f"The the of and Ruddlesworth designed stations {filler}"[:8000]
     assert len(query) == 8000 and len(dialects.keyword_terms(query).split()) > 1024
     terms = built.keyword_terms(query)
     assert set(terms) == {"ruddlesworth", "designed", "stations"}  # stop words and unindexed words gone
-    hits = asyncio.run(built.retrieve(query, top_k=1, mode="keyword"))
+    hits = asyncio.run(built.retrieve(query, top_k=1, mode="keyword"))  # the in-memory index
     assert hits and hits[0].doc_id == "railway.md"
+    # the graph's full-text index, which answers until the in-memory one is built, takes the same terms
+    found = built.graph.keyword_search(" ".join(terms), 1)
+    assert found and found[0][0].startswith("railway.md#")
     # more indexed words than the cap: the rarest stay, the commonest go
     every_word = " ".join(" ".join(DOCS.values()).split())
     terms = built.keyword_terms(every_word)
