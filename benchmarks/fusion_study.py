@@ -91,9 +91,10 @@ def main() -> None:
         search = {"memory": retriever._keyword,
                   "graph": lambda text, n: graph.keyword_search(" ".join(retriever.keyword_terms(text)), n)}
         sources = args.keyword.split(",")
+        max_dfs = [float(x) for x in args.max_df.split(",")]
         runs = {}
         for source in sources:
-            for max_df in [float(x) for x in args.max_df.split(",")]:
+            for max_df in max_dfs:
                 keywords.MAX_DF = max_df
                 started = time.perf_counter()
                 runs[source, max_df] = {qid: (dense_lists[qid], search[source](text, args.pool))
@@ -102,7 +103,7 @@ def main() -> None:
                 terms = np.mean([len(retriever.keyword_terms(t)) for t in dataset.queries.values()])
                 print(f"keyword from {source}, max_df {max_df}: {terms:.1f} terms per query on average, "
                       f"{ms:.2f} ms per keyword search")
-        lists = runs[sources[0], max(float(x) for x in args.max_df.split(","))]
+        lists = runs[sources[0], max(max_dfs)]
         cosines = {}  # qid -> chunk id -> cos(query, chunk), for the embedding re-score
         for qid, text in dataset.queries.items():
             q = retriever.embed_query(text)

@@ -279,8 +279,8 @@ def run_retrieval_eval(config: RetrievalEvalConfig, graph: Any = None) -> tuple[
             collection = dataset.collection if others else None  # alone in the graph: no filter, as served
             retriever = Retriever(graph, embedder)
             timing = Retriever(graph, embedder, cache_size=0, reranker=retriever.reranker)
-            for r in (retriever, timing):  # scored and timed on the keyword index that serves, not its fallback
-                r.keyword_index.get(wait=True)
+            timing.keyword_index = retriever.keyword_index  # one index for both, built once over the same graph
+            retriever.keyword_index.get(wait=True)  # scored and timed on the keyword index that serves, not its fallback
             methods = asyncio.run(_evaluate_modes(retriever, timing, dataset, config.modes, collection))
             if config.peers:
                 methods["bm25s"] = bm25_peer(dataset)
