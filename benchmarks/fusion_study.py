@@ -15,7 +15,13 @@ Chunk rankings are folded to documents in first-appearance order, as ``llmship e
 The keyword lists come from the retriever's in-memory BM25 index (``memory``, the default) or the graph's full-text
 index (``graph``, what answers until that index is built); ``--keyword graph,memory`` compares the two.
 
+``--feedback`` adds pseudo-relevance feedback, the fused (zscore 0.5) top ``m`` chunks taken as relevant: Rocchio on
+the dense side (query vector + β · the mean of their vectors, searched again in the vector index) and RM3 on the
+keyword side (the query's stems, weight λ, plus the ``t`` stems of highest tf·idf in them, weight 1-λ, scored by the
+in-memory BM25 index), each fused again with the other side's first list.
+
     python benchmarks/fusion_study.py --beir ../shared/data/scifact-dev [--pool 40] [--keyword memory] [--cache PATH]
+        [--feedback]
 """
 
 from __future__ import annotations
@@ -63,6 +69,53 @@ def _order(scores: dict[str, float]) -> list[str]:
     return sorted(scores, key=lambda cid: (-scores[cid], cid))
 
 
+def _feedback_rows(dataset, retriever: Retriever, graph, lists: dict, pool: int) -> list[tuple[str, dict]]:
+    """Rocchio (dense) and RM3 (keyword) pseudo-relevance feedback from the fused top chunks (module docstring)."""
+    from collections import Counter
+
+    index = retriever.keyword_index.get(wait=True)
+    fused = {qid: _convex("zscore", 0.5, False, d, k) for qid, (d, k) in lists.items()}
+
+    def scored(run: dict[str, list[str]]) -> dict:
+        return score_run(dataset.qrels, {q: doc_ranking([dataset.corpus_id(c.split("#", 1)[0]) for c in order])
+                                         for q, order in run.items()})
+
+    rows = []
+    vectors = {r["id"]: np.asarray(r["embedding"], dtype=np.float32)
+               for r in graph.chunks(sorted({c for order in fused.values() for c in order[:5]}))}
+    for m, beta in ((1, 0.5), (1, 1.0), (2, 0.5), (3, 0.5), (5, 0.5)):
+        dense2, hybrid2 = {}, {}
+        for qid, text in dataset.queries.items():
+            q = retriever.embed_query(text)
+            top = np.mean([vectors[c] / np.linalg.norm(vectors[c]) for c in fused[qid][:m]], axis=0)
+            hits = graph.vector_search(q / np.linalg.norm(q) + beta * top, pool)
+            dense2[qid] = [c for c, _ in hits]
+            hybrid2[qid] = _convex("zscore", 0.5, False, hits, lists[qid][1])
+        rows += [(f"rocchio m={m} β={beta}: dense", scored(dense2)), (f"rocchio m={m} β={beta}: hybrid", scored(hybrid2))]
+    texts = {r["id"]: r["text"] for r in graph.chunks(sorted({c for o in fused.values() for c in o[:10]}), False)}
+    for m, t, lam in ((3, 10, 0.7), (3, 20, 0.7), (5, 10, 0.5), (10, 20, 0.7)):
+        keyword2, hybrid2 = {}, {}
+        for qid, text in dataset.queries.items():
+            expansion: Counter[str] = Counter()
+            for cid in fused[qid][:m]:
+                tf = Counter(keywords.analyse(texts[cid]))
+                for stem, f in tf.items():
+                    expansion[stem] += f / max(1, sum(tf.values())) * index.stem_stats.idf(stem)
+            best = dict(expansion.most_common(t))
+            terms = index.terms(text)
+            weights = {s: lam / len(terms) for s in terms}
+            for stem, w in best.items():
+                weights[stem] = weights.get(stem, 0.0) + (1 - lam) * w / sum(best.values())
+            total = sum(w * index._bm25.get_scores([s]) for s, w in weights.items())
+            top = np.argsort(-total, kind="stable")[:pool]
+            hits = [(index.ids[i], float(total[i])) for i in top if total[i] > 0]
+            keyword2[qid] = [c for c, _ in hits]
+            hybrid2[qid] = _convex("zscore", 0.5, False, lists[qid][0], hits)
+        rows += [(f"rm3 m={m} t={t} λ={lam}: keyword", scored(keyword2)),
+                 (f"rm3 m={m} t={t} λ={lam}: hybrid", scored(hybrid2))]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--beir", required=True)
@@ -76,6 +129,7 @@ def main() -> None:
                              "several: compared, the first fills the main table")
     parser.add_argument("--max-df", default=str(keywords.MAX_DF),
                         help="keyword side: drop terms in more than this share of chunks; several: compared")
+    parser.add_argument("--feedback", action="store_true", help="also score pseudo-relevance feedback candidates")
     args = parser.parse_args()
 
     dataset = load_beir(args.beir, args.split)
@@ -111,6 +165,7 @@ def main() -> None:
             rows = graph.chunks(ids, ids)
             cosines[qid] = {r["id"]: float(np.dot(r["embedding"], q) / (np.linalg.norm(r["embedding"])
                                                                         * np.linalg.norm(q))) for r in rows}
+        feedback = _feedback_rows(dataset, retriever, graph, lists, args.pool) if args.feedback else []
     alphas = [float(a) for a in args.alphas.split(",")]
     rows = []
     for name, fuse in candidates(alphas).items():
@@ -127,6 +182,7 @@ def main() -> None:
                     order = sorted(order, key=lambda c: -prior[c])
                 run[qid] = doc_ranking([dataset.corpus_id(cid.split("#", 1)[0]) for cid in order])
             rows.append((name + (" + re-score" if rescored else ""), score_run(dataset.qrels, run)))
+    rows += feedback
     width = max(len(n) for n, _ in rows)
     print(f"{'fusion':<{width}}  nDCG@10  R@10   MRR@10")
     by = defaultdict(float)

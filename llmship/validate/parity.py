@@ -3,11 +3,18 @@
 Two views, because each catches different bugs:
 
 - *teacher-forced*: both backends see the same tokens (PyTorch's greedy choice)
-  step by step; we record max/mean |Δlogits| and top-1 agreement at every
-  position. This isolates numerical drift from divergence.
-- *free-running greedy*: each backend decodes on its own (batched, so left
-  padding is exercised too); we record how many of the first N tokens agree as a
-  common prefix. This is what a user of the served model would notice.
+  step by step, every prompt in one left-padded batch; we record max/mean
+  |Δlogits| and top-1 agreement at every position. This isolates numerical drift
+  from divergence.
+- *free-running greedy*: the candidate decodes on its own (batched, so left
+  padding is exercised there too) and we record how many of the first N tokens
+  agree with the reference's greedy tokens as a common prefix. This is what a
+  user of the served model would notice. The reference's greedy tokens are the
+  ones the teacher-forced pass fed it, so it does not decode a second time.
+
+One batch instead of one prompt at a time: 32 forward steps instead of 192 for
+the six default prompts; the whole check took 46 s of a fresh deploy, ~25 s of
+it the one-prompt-at-a-time pass (gemma-3-270m, 2 cores).
 """
 
 from __future__ import annotations
@@ -48,26 +55,28 @@ def check_parity(reference: Engine, candidate: Engine, prompts: Sequence[str], g
     started = time.perf_counter()
     encoded = [reference.encode(p) for p in prompts]
     max_diff, sum_diff, agree, positions = 0.0, 0.0, 0, 0
+    greedy: list[list[int]] = [[] for _ in encoded]  # the reference's greedy tokens, per prompt
     with torch.inference_mode():
-        for ids in encoded:
-            for ref_logits, cand_logits in _lockstep(reference, candidate, ids, greedy_tokens):
-                diff = (ref_logits - cand_logits).abs()
-                max_diff = max(max_diff, float(diff.max()))
-                sum_diff += float(diff.mean())
-                agree += int(ref_logits.argmax() == cand_logits.argmax())
-                positions += 1
+        for ref_logits, cand_logits in _lockstep(reference, candidate, encoded, greedy_tokens):
+            diff = (ref_logits - cand_logits).abs()
+            max_diff = max(max_diff, float(diff.max()))
+            sum_diff += float(diff.mean(-1).sum())
+            ref_top = ref_logits.argmax(-1)
+            agree += int((ref_top == cand_logits.argmax(-1)).sum())
+            positions += len(encoded)
+            for row, token in zip(greedy, ref_top.tolist(), strict=True):
+                row.append(int(token))
     params = SamplingParams(max_tokens=greedy_tokens, temperature=0.0, ignore_eos=True)
-    ref_out = reference.generate(encoded, params)
     cand_out = candidate.generate(encoded, params)
     prefix_total, exact = 0, 0
-    for r, c in zip(ref_out, cand_out):
+    for r, c in zip(greedy, cand_out, strict=True):
         prefix = 0
-        for a, b in zip(r.token_ids, c.token_ids):
+        for a, b in zip(r, c.token_ids):
             if a != b:
                 break
             prefix += 1
         prefix_total += prefix
-        exact += int(r.token_ids == c.token_ids)
+        exact += int(r == c.token_ids)
     return ParityReport(
         prompts=len(encoded),
         positions=positions,
@@ -81,19 +90,18 @@ def check_parity(reference: Engine, candidate: Engine, prompts: Sequence[str], g
     )
 
 
-def _lockstep(reference: Engine, candidate: Engine, ids: list[int], steps: int):
-    """Yield (reference, candidate) last-position logits, feeding both the reference's greedy token."""
-    input_ids = torch.tensor([ids])
-    mask = torch.ones_like(input_ids)
-    pos = torch.arange(len(ids)).unsqueeze(0)
-    ref_past = reference.backend.empty_past(1)
-    cand_past = candidate.backend.empty_past(1)
+def _lockstep(reference: Engine, candidate: Engine, prompts: list[list[int]], steps: int):
+    """Yield (reference, candidate) last-position logits (prompts × vocabulary) of the left-padded batch, feeding
+    both the reference's greedy tokens."""
+    input_ids, mask, pos = reference.left_pad(prompts)
+    ref_past = reference.backend.empty_past(len(prompts))
+    cand_past = candidate.backend.empty_past(len(prompts))
     for _ in range(steps):
         ref_logits, ref_past = reference.backend.forward(input_ids, mask, pos, ref_past)
         cand_logits, cand_past = candidate.backend.forward(input_ids, mask, pos, cand_past)
-        yield ref_logits[0], cand_logits[0]
-        input_ids = ref_logits.argmax(-1).view(1, 1)
-        mask = torch.cat([mask, torch.ones((1, 1), dtype=torch.long)], dim=1)
+        yield ref_logits, cand_logits
+        input_ids = ref_logits.argmax(-1).view(-1, 1)
+        mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long)], dim=1)
         pos = pos[:, -1:] + 1
 
 

@@ -100,3 +100,43 @@ def test_check_parity_of_an_engine_with_itself_is_exact(torch_engine):
     report = check_parity(torch_engine, torch_engine, [LONG], greedy_tokens=8)
     assert report.max_abs_logit_diff == 0.0
     assert report.top1_agreement == report.greedy_agreement == 1.0
+
+
+class _DriftsAtStep:
+    """A backend that adds a large logit to one token from the ``step``-th forward call of each run on: a candidate
+    that computes what the reference does, then drifts."""
+
+    def __init__(self, backend, step: int, token: int) -> None:
+        self.backend, self.step, self.token, self.calls = backend, step, token, 0
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def empty_past(self, batch):
+        self.calls = 0
+        return self.backend.empty_past(batch)
+
+    def forward(self, input_ids, mask, positions, past):
+        logits, past = self.backend.forward(input_ids, mask, positions, past)
+        if self.calls >= self.step:
+            logits = logits.clone()
+            logits[:, self.token] += 1e4
+        self.calls += 1
+        return logits, past
+
+
+def test_check_parity_counts_the_greedy_prefix_up_to_the_first_drift(torch_engine):
+    """Both views see a drift from the fourth token on: teacher-forced top-1 disagrees at 5 of 8 positions, and the
+    candidate's own batched greedy run keeps a common prefix of 3 tokens with the reference's."""
+    import copy
+
+    prompts = [LONG, "The old cat sat quietly."]
+    clean = check_parity(torch_engine, torch_engine, prompts, greedy_tokens=8)
+    token = 7  # a control token neither prompt continues with
+    drifting = copy.copy(torch_engine)
+    drifting.backend = _DriftsAtStep(torch_engine.backend, step=3, token=token)
+    report = check_parity(torch_engine, drifting, prompts, greedy_tokens=8)
+    assert clean.top1_agreement == clean.greedy_agreement == 1.0
+    assert report.greedy_agreement == 3 / 8 and report.greedy_exact_prompts == 0
+    assert report.top1_agreement == 3 / 8
+    assert report.max_abs_logit_diff >= 1e4 - 1
