@@ -57,11 +57,10 @@ def check_parity(reference: Engine, candidate: Engine, prompts: Sequence[str], g
     max_diff, sum_diff, agree, positions = 0.0, 0.0, 0, 0
     greedy: list[list[int]] = [[] for _ in encoded]  # the reference's greedy tokens, per prompt
     with torch.inference_mode():
-        for ref_logits, cand_logits in _lockstep(reference, candidate, encoded, greedy_tokens):
+        for ref_logits, cand_logits, ref_top in _lockstep(reference, candidate, encoded, greedy_tokens):
             diff = (ref_logits - cand_logits).abs()
             max_diff = max(max_diff, float(diff.max()))
             sum_diff += float(diff.mean(-1).sum())
-            ref_top = ref_logits.argmax(-1)
             agree += int((ref_top == cand_logits.argmax(-1)).sum())
             positions += len(encoded)
             for row, token in zip(greedy, ref_top.tolist(), strict=True):
@@ -91,16 +90,17 @@ def check_parity(reference: Engine, candidate: Engine, prompts: Sequence[str], g
 
 
 def _lockstep(reference: Engine, candidate: Engine, prompts: list[list[int]], steps: int):
-    """Yield (reference, candidate) last-position logits (prompts × vocabulary) of the left-padded batch, feeding
-    both the reference's greedy tokens."""
+    """Yield (reference, candidate) last-position logits (prompts × vocabulary) of the left-padded batch and the
+    reference's greedy tokens, which both are fed next."""
     input_ids, mask, pos = reference.left_pad(prompts)
     ref_past = reference.backend.empty_past(len(prompts))
     cand_past = candidate.backend.empty_past(len(prompts))
     for _ in range(steps):
         ref_logits, ref_past = reference.backend.forward(input_ids, mask, pos, ref_past)
         cand_logits, cand_past = candidate.backend.forward(input_ids, mask, pos, cand_past)
-        yield ref_logits, cand_logits
-        input_ids = ref_logits.argmax(-1).view(-1, 1)
+        tokens = ref_logits.argmax(-1)
+        yield ref_logits, cand_logits, tokens
+        input_ids = tokens.view(-1, 1)
         mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long)], dim=1)
         pos = pos[:, -1:] + 1
 
