@@ -327,10 +327,11 @@ async def _measure_size(graph: GraphStore, size: int, matrix: np.ndarray, querie
                         max_dfs: Sequence[float] = (keywords.MAX_DF,)) -> list[dict[str, Any]]:
     real = real or {}
     vectors = {q.text: q.vector for q in [*queries, *(q for qs in real.values() for q in qs)]}
-    retrievers = {"none": Retriever(graph, _NotAnEmbedder(), cache_size=len(vectors) + 1, reranker=None),
+    plain = Retriever(graph, _NotAnEmbedder(), cache_size=len(vectors) + 1, reranker=None)
+    retrievers = {"none": plain,
                   "embedding": Retriever(graph, _NotAnEmbedder(), cache_size=len(vectors) + 1,
-                                         reranker=make_reranker("embedding"))}
-    retrievers["embedding"].keyword_index = retrievers["none"].keyword_index  # one graph, one index, built once
+                                         reranker=make_reranker("embedding"),
+                                         keyword_index=plain.keyword_index)}  # one graph, one index, built once
     started = time.perf_counter()
     retrievers["none"].keyword_index.get(wait=True)  # the keyword side's index and IDF statistics
     keyword_index_s = time.perf_counter() - started

@@ -278,8 +278,8 @@ def run_retrieval_eval(config: RetrievalEvalConfig, graph: Any = None) -> tuple[
             others = any(not did.startswith(prefix) for did in graph.document_hashes())
             collection = dataset.collection if others else None  # alone in the graph: no filter, as served
             retriever = Retriever(graph, embedder)
-            timing = Retriever(graph, embedder, cache_size=0, reranker=retriever.reranker)
-            timing.keyword_index = retriever.keyword_index  # one index for both, built once over the same graph
+            timing = Retriever(graph, embedder, cache_size=0, reranker=retriever.reranker,
+                               keyword_index=retriever.keyword_index)  # one index for both, built once
             retriever.keyword_index.get(wait=True)  # scored and timed on the keyword index that serves, not its fallback
             methods = asyncio.run(_evaluate_modes(retriever, timing, dataset, config.modes, collection))
             if config.peers:

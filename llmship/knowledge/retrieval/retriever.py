@@ -274,13 +274,15 @@ class Retriever:
 
     ``extractor``: the spaCy NER for graph mode (None: a default ``EntityExtractor``, loaded on the first graph
     query). ``reranker``: applied to the fused pool before the cut (``"default"``: ``rerank.DEFAULT_RERANKER``,
-    the best measured on the eval set; None: no reranking)."""
+    the best measured on the eval set; None: no reranking). ``keyword_index``: another retriever's, when two
+    retrievers read one graph (an evaluation's scoring and timing pair): the BM25 index is built once for both."""
 
     def __init__(self, graph: GraphStore, embedder: Embedder, extractor: EntityExtractor | None = None, *,
                  cache_size: int = 1024, reranker: Any = "default", lexicon_ttl_s: float = 60.0,
                  version_poll_s: float = 2.0, fusion_weights: Mapping[str, float] | None = None,
                  fusion_level: FusionLevel = FUSION_LEVEL,
-                 graph_neighbours: GraphNeighbours = GRAPH_NEIGHBOURS) -> None:
+                 graph_neighbours: GraphNeighbours = GRAPH_NEIGHBOURS,
+                 keyword_index: KeywordIndexCache | None = None) -> None:
         from llmship.knowledge.retrieval import rerank
 
         self.graph = graph
@@ -298,7 +300,8 @@ class Retriever:
         self.version_poll_s = version_poll_s
         self._version: str | None = None
         self._version_read_at = -math.inf
-        self.keyword_index = KeywordIndexCache(lambda: self.graph.read(cypher.CHUNK_TEXTS))
+        self.keyword_index = (keyword_index if keyword_index is not None
+                              else KeywordIndexCache(lambda: self.graph.read(cypher.CHUNK_TEXTS)))
 
     # ---- caches -------------------------------------------------------------------------------------------------
 
@@ -315,7 +318,12 @@ class Retriever:
         """The graph's embedding_refresh version marker, read at most every ``version_poll_s``. When it
         changes (a refresh or kg_update ran while we serve), the entity lexicon is dropped, so the next
         query sees the new entities; chunks and vectors are read live anyway. A graph that is down keeps
-        the last version known (the search itself reports the outage)."""
+        the last version known (the search itself reports the outage).
+
+        The first read only learns the version: what this retriever holds by then was built from the graph as it
+        is (an evaluation builds the keyword index, or takes another retriever's, and queries at once), and
+        dropping it there sent the first queries of every evaluation to the full-text fallback while it was
+        built again."""
         from llmship.knowledge.ingest.embedding_refresh import VERSION_KEY
 
         if self._version_due():
@@ -323,11 +331,13 @@ class Retriever:
                 version = self.graph.get_meta(VERSION_KEY)
             except GraphError:
                 return self._version
+            first = self._version_read_at == -math.inf
             self._version_read_at = time.monotonic()
             version = None if version is None else str(version)
             if version != self._version:
                 self._version = version
-                self.invalidate()
+                if not first:
+                    self.invalidate()
         return self._version
 
     def _version_due(self) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from llmship.errors import GraphError
-from llmship.knowledge.graphstore import dialects
+from llmship.knowledge.graphstore import cypher, dialects
 from llmship.knowledge.graphstore.graph import GraphSettings, GraphStore
 from llmship.knowledge.ingest.embedding_refresh import ChunkingConfig, CorpusConfig, EmbedConfig, run_embedding_refresh
 from llmship.knowledge.kg.update import run_kg_update
@@ -182,26 +182,29 @@ def test_cross_encoder_offline_is_one_clear_error():
 
 def test_keyword_search_uses_the_graphs_index_until_the_memory_index_is_built(built):
     """A new retriever answers keyword queries from its first request: the graph's full-text index serves until
-    the in-memory BM25 index is built, and both find the chunk."""
+    the in-memory BM25 index is built, and both find the chunk. A second retriever given the first's index (an
+    evaluation's scoring and timing pair) reads the chunk texts no second time."""
     from llmship.knowledge.retrieval.keywords import KeywordIndexCache
 
     release = threading.Event()
     calls = []
-    original = built.keyword_index._load
 
     def slow_load():
         calls.append(1)
         release.wait(30)
-        return original()
+        return built.graph.read(cypher.CHUNK_TEXTS)
 
-    built.keyword_index = KeywordIndexCache(slow_load)
-    before = asyncio.run(built.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
+    fresh = Retriever(built.graph, built.embedder, reranker=None, keyword_index=KeywordIndexCache(slow_load))
+    twin = Retriever(built.graph, built.embedder, reranker=None, keyword_index=fresh.keyword_index)
+    before = asyncio.run(fresh.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
     assert calls and before and before[0].doc_id == "railway.md"
     release.set()
-    assert built.keyword_index.get(wait=True) is not None
-    after = asyncio.run(built.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
+    assert fresh.keyword_index.get(wait=True) is not None
+    after = asyncio.run(fresh.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
     assert after[0].chunk_id == before[0].chunk_id
     assert after[0].scores["keyword"] != before[0].scores["keyword"]  # BM25 in memory, not the graph's score
+    shared = asyncio.run(twin.retrieve("zig-zag reversing stations", top_k=1, mode="keyword"))
+    assert shared[0].scores["keyword"] == after[0].scores["keyword"] and len(calls) == 1
 
 
 def test_a_long_query_sends_the_rarest_terms_and_works(built):
