@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -183,6 +184,33 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("LLMSHIP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite store with every table made and nothing in it, made once per session by MLflow's own table
+    initialisation (what a new store runs on first open). That first open replays MLflow's whole migration
+    history, 1.5-2.5 s a time here; a test that only needs an empty registry copies this file instead."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture()
+def registry_home(home, empty_mlflow_db) -> Path:
+    """``home`` whose registry store already exists, empty: as new a registry as ``home``'s, without the
+    migrations (see ``empty_mlflow_db``). Tests of how a store gets made use ``home``."""
+    store = home / "mlflow" / "mlflow.db"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_mlflow_db, store)
+    return home
 
 
 def free_port() -> int:

@@ -78,7 +78,7 @@ def _deployed(home: Path, version: str, bento: str) -> None:
 
 
 @pytest.fixture()
-def registry(home, tmp_path, monkeypatch) -> ModelRegistry:
+def registry(registry_home, tmp_path, monkeypatch) -> ModelRegistry:
     monkeypatch.chdir(tmp_path)  # nothing may land in the cwd (./mlruns)
     return ModelRegistry()
 

@@ -19,7 +19,7 @@ from tests.unit.test_cli import assert_one_error_line, run_cli
 
 
 @pytest.fixture()
-def released(home, tmp_path, monkeypatch) -> ModelRegistry:
+def released(registry_home, tmp_path, monkeypatch) -> ModelRegistry:
     monkeypatch.chdir(tmp_path)
     registry = ModelRegistry()
     register_three(registry, tmp_path)

@@ -24,7 +24,7 @@ FAIL = evaluate_gates({**PASSING, "smoke_pass_rate": 0.0}, GateThresholds())
 
 
 @pytest.fixture()
-def registry(home, tmp_path, monkeypatch) -> ModelRegistry:
+def registry(registry_home, tmp_path, monkeypatch) -> ModelRegistry:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # anything written relative to the cwd would land here
