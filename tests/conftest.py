@@ -122,8 +122,9 @@ def pytest_collection_modifyitems(items):
 
 # ---- pytest -n 2 (make test-fast, and the unit part of make test) ---------------------------------------------------
 # One work unit per module (its module fixtures are built once), except that the modules on the session's vLLM engine
-# form one unit, and so do the modules on the embedded graph server: each server then starts on one worker, not on
-# both, and the engine still stops right after its last user. pytest-xdist's own `--dist loadgroup` cannot say this
+# form one unit, and so do the modules on the embedded graph server, and those on the tiny model's ONNX export (~15 s
+# each time it is made): each server starts, and the export runs, on one worker, not on both, and the engine still
+# stops right after its last user. pytest-xdist's own `--dist loadgroup` cannot say this
 # under pytest 9 (it renames items through `item._nodeid`, which pytest 9 no longer reads), so the workers write the
 # grouping they collect to a file and the controller's scheduler reads it.
 _GROUPS_ENV = "LLMSHIP_TEST_GROUPS"
@@ -141,7 +142,8 @@ def _write_groups(items, path: Path) -> None:
     groups = {}
     for module, tests in by_module.items():
         used = set().union(*(getattr(item, "fixturenames", ()) for item in tests))
-        groups[module] = "vllm" if "engine_host" in used else "graph" if "graph_server" in used else module
+        groups[module] = ("vllm" if "engine_host" in used else "graph" if "graph_server" in used
+                          else "onnx" if "tiny_onnx" in used else module)
     tmp = path.with_suffix(f".{os.getpid()}")
     tmp.write_text(json.dumps(groups))
     tmp.replace(path)  # every worker collects the same items: whichever writes last, the content is the same
