@@ -38,6 +38,7 @@ from starlette.types import ASGIApp
 from llmship.asgi import replay
 from llmship.errors import (
     AuthenticationError,
+    EngineUnavailable,
     InvalidRequest,
     LlmshipError,
     PayloadTooLarge,
@@ -157,7 +158,7 @@ class Gateway:
     async def _guard(self, scope: Scope, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         if path in PROBES:
-            await self.inner(scope, receive, send)
+            await self._probe(scope, receive, send)
             return
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
@@ -201,6 +202,32 @@ class Gateway:
                     log.exception("could not record key usage")
             count_request(self.service, key.name if key else None, state["status"])
             self._audit(scope, state, key, facts, usage, started)
+
+    async def _probe(self, scope: Scope, receive: Any, send: Any) -> None:
+        """A probe always gets an answer: a 503 when what answers it below fails before responding.
+
+        BentoML's own ``/readyz`` asks each dependency whether it is ready, and its client turns only a timeout
+        into "not ready": a dependency that is still starting and refuses or drops the connection raises. BentoML's
+        timeout middleware, which sits above this one, waits for a response start and never looks at the exception,
+        so each such probe hung for ``traffic.timeout`` (600 s on the RAG service). Uvicorn waits for hung requests
+        when it stops: ``llmship serve stop`` then took 30 s and ended in SIGKILL for ten minutes after every
+        start of a service with dependencies."""
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, tracked)
+        except Exception as err:  # any failure below is "not ready", said in the body
+            if started:
+                raise
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            log.debug("probe %s failed below the gateway: %s", scope.get("path"), reason)
+            await _send_error(send, EngineUnavailable(f"not ready: {reason}", code="not_ready"),
+                              [(b"retry-after", b"1")], {"request_id": ""})
 
     async def _read(self, headers: dict[bytes, bytes], receive: Any) -> bytes:
         limit = self.settings.max_body_bytes
