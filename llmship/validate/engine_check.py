@@ -110,6 +110,7 @@ class ReferenceGreedy(BaseModel):
     prompts: list[list[int]]
     greedy: list[list[int]]
     top: list[list[list[int]]]
+    reused: bool = False  # read back from an earlier run (``reference_for``)
 
 
 def reference_greedy(hf_dir: str | Path, prompts: list[str], greedy_tokens: int) -> ReferenceGreedy:
@@ -126,11 +127,26 @@ def reference_greedy(hf_dir: str | Path, prompts: list[str], greedy_tokens: int)
     return ReferenceGreedy(prompts=encoded, greedy=[o.token_ids for o in outs], top=top)
 
 
+def reference_for(hf_dir: str | Path, prompts_file: str | Path, greedy_tokens: int) -> ReferenceGreedy:
+    """``reference_greedy`` on the prompts of ``prompts_file``, kept beside the model and read back while nothing it
+    depends on changes (``llmship.validate.reuse``): fp32 and greedy, it is deterministic, and it is ~11 s of every
+    re-deploy's engine check on gemma-3-270m here. The engine's side of the check always runs."""
+    from llmship.validate.reuse import content_key, reuse_or_measure
+
+    reference_code = Path(__file__).parent / "reference"
+    key = content_key([Path(hf_dir)], [Path(prompts_file)],
+                      code=[Path(__file__), *sorted(reference_code.glob("*.py"))], extra=f"greedy={greedy_tokens}")
+    return reuse_or_measure(
+        Path(hf_dir).parent / f"reused-reference-{key}.json", ReferenceGreedy,
+        lambda: reference_greedy(hf_dir, [str(p) for p in load_prompts(prompts_file)], greedy_tokens))
+
+
 def run_engine_check(hf_dir: str | Path, settings: EngineSettings, *, parity_prompts_file: str | Path,
                      greedy_tokens: int, smoke_file: str | Path, smoke_max_tokens: int, batches: list[int],
                      max_tokens: int = 32, repeats: int = 3, timeout_s: float = 1800) -> EngineCheckReport:
-    """Compute the reference in this process, then check one vLLM engine in a subprocess."""
-    ref = reference_greedy(hf_dir, [str(p) for p in load_prompts(parity_prompts_file)], greedy_tokens)
+    """Compute the reference in this process (or read it back: ``reference_for``), then check one vLLM engine in a
+    subprocess."""
+    ref = reference_for(hf_dir, parity_prompts_file, greedy_tokens)
     spec = EngineCheckSpec(hf_dir=str(hf_dir), settings=settings, parity_prompts=ref.prompts,
                            reference_greedy=ref.greedy, reference_top=ref.top,
                            smoke_prompts=load_prompts(smoke_file), smoke_max_tokens=smoke_max_tokens,

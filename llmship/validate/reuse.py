@@ -1,10 +1,10 @@
 """Reusing a deterministic measurement when nothing it depends on has changed.
 
-ONNX parity (fp32, greedy) and held-out perplexity (fp32, teacher-forced) give the same numbers for the same model
-files, the same inputs, the same libraries and the same measuring code. A re-deploy of an unchanged model reads
-the report kept beside the model instead of spending ~45 s and ~20 s measuring it again (the report says
-``reused``); change any input and it is measured afresh. What is not deterministic — the serving engine's check,
-the benchmark — always runs.
+ONNX parity (fp32, greedy), held-out perplexity (fp32, teacher-forced) and the engine check's fp32 reference
+continuations give the same numbers for the same model files, the same inputs, the same libraries and the same
+measuring code. A re-deploy of an unchanged model reads the report kept beside the model instead of spending ~45 s,
+~20 s and ~11 s measuring it again (the report says ``reused``); change any input and it is measured afresh. What is
+not deterministic — the serving engine's side of its check, the benchmark — always runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Deterministic measurements (ONNX parity, perplexity) are reused only for the very same inputs."""
+"""Deterministic measurements (ONNX parity, perplexity, the engine check's reference) are reused only for the very same
+inputs."""
 
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ def test_perplexity_is_reused_for_the_same_model_text_and_settings(tiny_built, t
     assert not run_evaluation(model / "hf", text, window=64, stride=16).reused
     text.write_text(text.read_text() + " And one more sentence.")
     assert not run_evaluation(model / "hf", text, window=64, stride=32).reused
+
+
+def test_the_engine_checks_reference_is_reused_for_the_same_model_prompts_and_length(tiny_built, tmp_path):
+    from llmship.validate.engine_check import reference_for
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_built.path, model / "hf")
+    first = reference_for(model / "hf", PROMPTS, 4)
+    again = reference_for(model / "hf", PROMPTS, 4)
+    assert not first.reused and again.reused
+    assert again.model_dump(exclude={"reused"}) == first.model_dump(exclude={"reused"})
+    assert all(len(g) == 4 for g in again.greedy) and len(again.prompts) == len(first.prompts)
+    assert not reference_for(model / "hf", PROMPTS, 5).reused  # another length
+    prompts = tmp_path / "prompts.yaml"
+    prompts.write_text((REPO / "data/eval/parity_prompts.yaml").read_text() + "\n  - One more prompt.\n")
+    other = reference_for(model / "hf", prompts, 4)
+    assert not other.reused and len(other.prompts) == len(first.prompts) + 1
