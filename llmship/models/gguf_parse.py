@@ -19,7 +19,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def parsed_once() -> Iterator[None]:
         reader_class = _plain_reader_class(original)
         parsed: dict[tuple[str, int, int], Any] = {}
 
-        def reader(path: os.PathLike[str] | str, mode: str = "r") -> Any:
+        def reader(path: os.PathLike[str] | str, mode: Literal["r", "r+", "c"] = "r") -> Any:
             if mode != "r":  # a writable mapping is not shared
                 return original(path, mode)
             stat = os.stat(path)
@@ -61,8 +61,8 @@ def parsed_once() -> Iterator[None]:
                 parsed[key] = reader_class(path, mode)
             return parsed[key]
 
-        gguf.GGUFReader = reader
+        setattr(gguf, "GGUFReader", reader)  # noqa: B010 - a function standing in for the class (mypy: no type)
         try:
             yield
         finally:
-            gguf.GGUFReader = original
+            setattr(gguf, "GGUFReader", original)  # noqa: B010
