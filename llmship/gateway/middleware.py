@@ -212,22 +212,16 @@ class Gateway:
         so each such probe hung for ``traffic.timeout`` (600 s on the RAG service). Uvicorn waits for hung requests
         when it stops: ``llmship serve stop`` then took 30 s and ended in SIGKILL for ten minutes after every
         start of a service with dependencies."""
-        started = False
-
-        async def tracked(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        state: dict[str, Any] = {"status": 499, "request_id": ""}
         try:
-            await self.inner(scope, receive, tracked)
+            await self.inner(scope, receive, self._sender(send, state, None))
         except Exception as err:  # any failure below is "not ready", said in the body
-            if started:
+            if state.get("started"):
                 raise
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             log.debug("probe %s failed below the gateway: %s", scope.get("path"), reason)
             await _send_error(send, EngineUnavailable(f"not ready: {reason}", code="not_ready"),
-                              [(b"retry-after", b"1")], {"request_id": ""})
+                              [(b"retry-after", b"1")], state)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Any) -> bytes:
         limit = self.settings.max_body_bytes

@@ -131,11 +131,11 @@ def reference_for(hf_dir: str | Path, prompts_file: str | Path, greedy_tokens: i
     """``reference_greedy`` on the prompts of ``prompts_file``, kept beside the model and read back while nothing it
     depends on changes (``llmship.validate.reuse``): fp32 and greedy, it is deterministic, and it is ~11 s of every
     re-deploy's engine check on gemma-3-270m here. The engine's side of the check always runs."""
+    from llmship.validate import reference
     from llmship.validate.reuse import content_key, reuse_or_measure
 
-    reference_code = Path(__file__).parent / "reference"
     key = content_key([Path(hf_dir)], [Path(prompts_file)],
-                      code=[Path(__file__), *sorted(reference_code.glob("*.py"))], extra=f"greedy={greedy_tokens}")
+                      code=[Path(__file__), *reference.sources()], extra=f"greedy={greedy_tokens}")
     return reuse_or_measure(
         Path(hf_dir).parent / f"reused-reference-{key}.json", ReferenceGreedy,
         lambda: reference_greedy(hf_dir, [str(p) for p in load_prompts(prompts_file)], greedy_tokens))

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
+from llmship.validate import reference
 from llmship.validate.reference.base import Engine, SamplingParams
 from llmship.validate.reuse import content_key, reuse_or_measure
 
@@ -116,7 +117,6 @@ def run_parity(hf_dir: str, onnx_dir: str, prompts_file: str, greedy_tokens: int
         candidate = load_engine(hf_dir, "onnx", onnx_dir=onnx_dir, threads=threads)
         return check_parity(reference, candidate, [str(p) for p in load_prompts(prompts_file)], greedy_tokens)
 
-    reference_code = Path(__file__).parent / "reference"
     key = content_key([Path(hf_dir), Path(onnx_dir)], [Path(prompts_file)],
-                      code=[Path(__file__), *sorted(reference_code.glob("*.py"))], extra=f"greedy={greedy_tokens}")
+                      code=[Path(__file__), *reference.sources()], extra=f"greedy={greedy_tokens}")
     return reuse_or_measure(Path(onnx_dir) / f"reused-parity-{key}.json", ParityReport, measure)
