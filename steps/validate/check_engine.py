@@ -27,7 +27,7 @@ def check_engine(built: BuiltModel, parity: ParityConfig, evaluate: EvalConfig, 
     print(report.bench.table())
     b1 = next((r for r in report.bench.rows if r.batch == 1), report.bench.rows[0])
     print(f"result: vLLM vs reference top-1 {report.parity.top1_agreement:.3f}, smoke {report.smoke.pass_rate:.0%}, "
-          f"{b1.decode_tok_s:.1f} tok/s at batch {b1.batch} ({b1.device})")
+          f"{b1.decode_tok_s:.1f} tok/s at batch {b1.batch} ({b1.device}, {report.parity.engine_dtype.removeprefix('torch.')})")
     png = chart(report.bench, paths.sub("reports") / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.png",
                 title=built.source)
     return report.parity, report.smoke, report.bench, str(png)  # a tuple literal: ZenML reads four artifacts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,70 @@ def test_one_architecture_gets_one_path_so_vllm_reuses_its_compile_cache(home, t
     other = compile_cache_path(folders[2])
     assert other != first and other.resolve() == folders[2].resolve()
     assert [p.name for p in first.parent.iterdir() if p.name.startswith(".")] == []  # no temporary link left
+
+
+def test_inductors_compile_cache_lives_in_the_home_unless_the_user_set_one(home, monkeypatch, tmp_path):
+    """On the CPU vLLM's trace-once compile writes nothing under VLLM_CACHE_ROOT: the compiled kernels are
+    Inductor's cache, which would otherwise sit in /tmp (outside the home, kept by ``make clean``)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    from llmship import paths
+    from llmship.engine.vllm import apply_vllm_environment
+
+    settings = EngineSettings(model_uri="path:/nowhere")
+    for key in vllm_environment(settings):  # apply_vllm_environment writes os.environ: restore it afterwards
+        monkeypatch.delenv(key, raising=False)
+    apply_vllm_environment(settings)
+    assert Path(cache_dir()).is_relative_to(paths.home())  # torch's own resolver reads it
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch writes there on first use
+    apply_vllm_environment(settings)
+    assert Path(cache_dir()).is_relative_to(paths.home())
+    mine = tmp_path / "my-inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(mine))
+    apply_vllm_environment(settings)
+    assert Path(cache_dir()) == mine
+
+
+def _folder(tmp_path: Path, dtype: str) -> Path:
+    import json
+
+    folder = tmp_path / dtype
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["Gemma3ForCausalLM"], "dtype": dtype}))
+    return folder
+
+
+@pytest.mark.parametrize(("bf16_matmul", "folder", "device", "chosen", "expected"), [
+    (False, "bfloat16", "cpu", "auto", "float32"),  # emulated bf16 would serve ~2-4x slower
+    (False, "float16", "cpu", "auto", "float32"),   # vLLM runs fp16 as bf16 on the CPU
+    (True, "bfloat16", "cpu", "auto", "auto"),      # a native bf16 matmul: the folder's half the bytes win
+    (False, "float32", "cpu", "auto", "auto"),
+    (False, "bfloat16", "cpu", "bfloat16", "bfloat16"),  # a user's explicit dtype is theirs
+    (False, "bfloat16", "cuda", "auto", "auto"),
+])
+def test_auto_dtype_serves_fp32_on_a_cpu_without_a_bf16_matmul(monkeypatch, tmp_path, bf16_matmul, folder,
+                                                                 device, chosen, expected):
+    from llmship.engine import vllm
+
+    monkeypatch.setattr(vllm, "cpu_runs_bf16_matmul", lambda: bf16_matmul)
+    settings = EngineSettings(model_uri="path:/nowhere", device=device, dtype=chosen)
+    assert vllm.serving_dtype(settings, _folder(tmp_path, folder)) == expected
+
+
+def test_the_bf16_probe_predicts_vllms_matmul_at_model_sizes():
+    """The probe builds a 64x64 primitive; vLLM builds one per layer at the model's sizes (gemma-3-270m's q/o and
+    MLP projections): the answer must be the same, on whichever host this runs."""
+    import torch
+    from vllm import _custom_ops as ops
+
+    from llmship.engine.vllm import cpu_runs_bf16_matmul
+
+    if not ops._supports_onednn:
+        pytest.skip("this vLLM build has no oneDNN: vLLM uses torch's linear whatever the probe says")
+    for shape in ((1024, 640), (640, 2048), (2048, 640)):
+        try:
+            ops.create_onednn_mm(torch.zeros(*shape, dtype=torch.bfloat16).t(), 32)
+            built = True
+        except RuntimeError:
+            built = False
+        assert built == cpu_runs_bf16_matmul(), shape
