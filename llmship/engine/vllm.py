@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from llmship import paths
 from llmship.engine.settings import CONFIG_KEYS, EngineSettings
 from llmship.errors import ServeError
+from llmship.models.build import config_dtype
 
 
 def numa_nodes() -> int:
@@ -145,13 +146,9 @@ def _vllm_version() -> str:
 
 
 def folder_dtype(folder: Path) -> str | None:
-    """The dtype a Hugging Face folder's ``config.json`` names (``dtype``, or the older ``torch_dtype``)."""
+    """The dtype a Hugging Face folder's ``config.json`` names, at its top level or in its ``text_config``."""
     config = json.loads((folder / "config.json").read_text())
-    for section in (config, config.get("text_config") or {}):
-        for key in ("dtype", "torch_dtype"):
-            if isinstance(section.get(key), str):
-                return str(section[key])
-    return None
+    return config_dtype(config) or config_dtype(config.get("text_config") or {})
 
 
 @functools.cache
@@ -163,9 +160,11 @@ def cpu_runs_bf16_matmul() -> bool:
 
     try:
         from vllm import _custom_ops as ops
+
+        onednn = bool(getattr(ops, "_supports_onednn", False))
     except ImportError:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if not getattr(ops, "_supports_onednn", False):
+        onednn = False
+    if not onednn:  # no vLLM oneDNN: torch's own answer for its mkldnn path
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     try:
         ops.create_onednn_mm(torch.zeros(64, 64, dtype=torch.bfloat16).t(), 32)

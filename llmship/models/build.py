@@ -287,6 +287,13 @@ def _count_parameters(folder: Path) -> int:
     return total
 
 
+def config_dtype(config: dict) -> str | None:
+    """The dtype a Hugging Face ``config.json`` (or one of its sections) names: ``dtype``, or the older
+    ``torch_dtype``."""
+    value = config.get("dtype") or config.get("torch_dtype")
+    return str(value) if value else None
+
+
 def _describe(src: ModelSource, origin: _Origin, hf_dir: Path, final: Path, template: TemplateOrigin, dtype: str) -> BuiltModel:
     config = json.loads((hf_dir / "config.json").read_text())
     text_config = config.get("text_config", config)
@@ -298,6 +305,6 @@ def _describe(src: ModelSource, origin: _Origin, hf_dir: Path, final: Path, temp
         num_parameters=_count_parameters(hf_dir),
         max_position_embeddings=int(text_config.get("max_position_embeddings") or 2048),
         chat_template=template,
-        dtype=dtype if origin.gguf_file is not None else str(config.get("dtype") or config.get("torch_dtype") or "unknown"),
+        dtype=dtype if origin.gguf_file is not None else config_dtype(config) or "unknown",
         from_gguf=origin.gguf_file is not None,
     )
