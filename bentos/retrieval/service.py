@@ -6,8 +6,10 @@ calls the embedding service (``bentoml.depends(Embedding)``) for query vectors. 
 
 The graph may be down when this starts, or go down later: the driver is opened without a proof
 (``GraphStore.connect(verify=False)``), every search that cannot reach the graph answers a 503 outage
-(``bentos/_remote.outage_payload``) after ``LLMSHIP_RAG_GRAPH_RETRY_S`` (2 s) of driver retries, and the next
-request after it is back succeeds. Each search also reads the graph's refresh version marker (at most every
+(``bentos/_remote.outage_payload``) after ``LLMSHIP_RAG_GRAPH_RETRY_S`` (2 s) of driver retries, and for
+``LLMSHIP_RAG_GRAPH_FAIL_FAST_S`` (5 s) after that every search answers it at once, without waiting out the retries
+again (``GraphSettings.fail_fast_s``); the first request after that window asks the graph again, and succeeds once
+it is back. Each search also reads the graph's refresh version marker (at most every
 ``LLMSHIP_RAG_VERSION_POLL_S``, 2 s) so a new embedding_refresh is served without a restart.
 
 Settings (environment): the graph as everywhere (``NEO4J_URI`` ... or the embedded server's state file),
@@ -56,6 +58,7 @@ class Retrieval:
     def __init__(self) -> None:
         settings = GraphSettings.from_env().model_copy(
             update={"max_retry_time_s": float(os.environ.get("LLMSHIP_RAG_GRAPH_RETRY_S", "2")),
+                    "fail_fast_s": float(os.environ.get("LLMSHIP_RAG_GRAPH_FAIL_FAST_S", "5")),
                     "connect_timeout_s": 2.0})
         self.graph = GraphStore.connect(settings, verify=False)
         self.retriever = Retriever(self.graph, RemoteEmbedder(self.embedder), reranker=None,

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
@@ -89,6 +90,9 @@ class GraphSettings(BaseModel):
     connect_timeout_s: float = 5.0
     max_retry_time_s: float = Field(default=15.0, ge=0, description="how long the driver retries a transaction "
                                     "on a transient failure (a server restarting); serving uses less, to fail fast")
+    fail_fast_s: float = Field(default=0.0, ge=0, description="once the graph is found unreachable, every call "
+                               "fails at once for this long instead of waiting out the driver's retries again "
+                               "(0: off, what a pipeline wants; the retrieval service sets it: see GraphStore._guard)")
 
     @classmethod
     def from_env(cls, root: str | None = None, *, require_running: bool = False) -> GraphSettings:
@@ -171,6 +175,7 @@ class GraphStore:
         self._driver = driver
         self.settings = settings
         self.dialect = dialect
+        self._down: tuple[float, GraphUnavailable] | None = None  # (until when, why): see ``_guard``
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -223,8 +228,22 @@ class GraphStore:
         return self._driver.session(database=self.settings.database)
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one driver call and turn its failures into one-line ``GraphError``s.
+
+        With ``settings.fail_fast_s``, an unreachable graph opens a window in which every call raises the same
+        ``GraphUnavailable`` at once (a circuit breaker); the first call after it asks the driver again. Why: a
+        retrieval request makes three graph calls in turn (the version marker, the searches, the empty-graph
+        check), each waiting out the driver's retries, so with the graph down every RAG request took ~6 s to
+        its 503 and held a worker thread meanwhile; now the first takes one retry period and the rest answer at
+        once."""
         import neo4j
 
+        down = self._down
+        if down is not None:
+            until, why = down
+            if time.monotonic() < until:
+                raise GraphUnavailable.lost(why.where, what, why.detail, why.remedy) from None
+            self._down = None
         try:
             return fn()
         except GraphError:
@@ -232,8 +251,10 @@ class GraphStore:
         except (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError) as err:
             # (IncompleteCommit is a ServiceUnavailable: the commit may or may not have landed; every write here
             # is idempotent, so repeating it is right either way.)
-            raise GraphUnavailable.lost(self.settings.uri, what, _reason(err),
-                                        dialects.remedy(self.settings)) from None
+            lost = GraphUnavailable.lost(self.settings.uri, what, _reason(err), dialects.remedy(self.settings))
+            if self.settings.fail_fast_s > 0:
+                self._down = (time.monotonic() + self.settings.fail_fast_s, lost)
+            raise lost from None
         except neo4j.exceptions.Neo4jError as err:
             raise GraphError(f"graph {what} failed: {err.code}: {_one_line(err.message or err)}") from None
         except neo4j.exceptions.DriverError as err:

@@ -6,6 +6,8 @@ tests/reliability/test_graph_faults.py)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,73 @@ def test_apply_plan_reports_each_committed_batch_documents_last(graph_server, gr
     assert heard == chunk_batches + [("documents", 3, 3)]  # nothing to delete; hashes after every chunk
     assert report.chunks_written == n and report.documents_written == 3
     assert graph.counts()["Chunk"] == n and set(graph.document_hashes()) == {"d0.md", "d1.md", "d2.md"}
+
+
+class _CountedSessions:
+    """Counts the sessions a store opens on its (real) driver: each one is a call that waits out the retries."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.count = 0
+        self._open = store._driver.session
+        store._driver.session = self
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self._open(*args, **kwargs)
+
+
+def _dead(**overrides) -> GraphStore:
+    settings = GraphSettings(uri=f"bolt://127.0.0.1:{free_port()}", password="whatever-long", connect_timeout_s=1.0,
+                             max_retry_time_s=0.2, **overrides)
+    return GraphStore.connect(settings, verify=False)
+
+
+def test_a_serving_store_fails_fast_while_the_graph_is_down():
+    """``fail_fast_s``: after one call found the graph unreachable, the next calls raise the same one line without
+    touching the driver; once the window has passed, the driver is asked again."""
+    with _dead(fail_fast_s=0.5) as store:
+        sessions = _CountedSessions(store)
+        with pytest.raises(GraphUnavailable) as first:
+            store.read("RETURN 1 AS x")
+        assert sessions.count == 1
+        with pytest.raises(GraphUnavailable) as again:
+            store.write("kg_mark_chunks", [{"id": "x", "hash": "h"}])
+        assert sessions.count == 1  # answered from the open window
+        text = _assert_one_line(again.value)
+        assert "during kg_mark_chunks (ServiceUnavailable: " in text and "Connection refused" in text
+        assert again.value.code == "graph_unavailable" and again.value.where == first.value.where
+        time.sleep(0.6)
+        with pytest.raises(GraphUnavailable):
+            store.read("RETURN 1 AS x")
+        assert sessions.count == 2  # the window closed: the driver was asked again (and opened a new window)
+
+
+def test_without_fail_fast_every_call_asks_the_driver():
+    """The default (pipelines): every call waits out the driver's own retries, so a server coming back mid-run is
+    found by the next call."""
+    with _dead() as store:
+        sessions = _CountedSessions(store)
+        for _ in range(2):
+            with pytest.raises(GraphUnavailable):
+                store.read("RETURN 1 AS x")
+        assert sessions.count == 2
+
+
+def test_a_retrieval_on_a_down_graph_pays_one_retry_period(embedder):
+    """What the retrieval service gets: a search on a down graph made several graph calls (the version marker,
+    dense and keyword search, the empty-graph check, ...), each waiting out the retries; with the window only the
+    first reaches the driver, and the 503 is the same."""
+    import asyncio
+
+    from llmship.knowledge.retrieval.retriever import Retriever
+
+    calls = {}
+    for fail_fast in (0.0, 30.0):
+        with _dead(fail_fast_s=fail_fast) as store:
+            sessions = _CountedSessions(store)
+            retriever = Retriever(store, embedder, reranker=None, version_poll_s=0.0)
+            with pytest.raises(GraphUnavailable) as caught:
+                asyncio.run(retriever.candidates("Where is the lighthouse?", 5, "hybrid"))
+            assert caught.value.status == 503 and caught.value.code == "graph_unavailable"
+            calls[fail_fast] = sessions.count
+    assert calls[0.0] >= 4 and calls[30.0] == 1, calls
