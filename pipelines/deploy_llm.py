@@ -70,11 +70,11 @@ def deploy_llm(
     perplexity = evaluate_step(built, config=evaluate)
     # one vLLM engine, configured as it will serve: engine parity, smoke prompts, benchmark
     engine_parity, smoke, bench, chart = check_engine(built, parity=parity, evaluate=evaluate, benchmark=benchmark,
-                                                      serve=serve)
+                                                      serve=serve, registry=registry)
     version = register_step(built, perplexity, smoke, bench, chart, config=registry,
                             config_hash=digest,
                             parity=parity_report, engine_parity=engine_parity)
-    promotion = promote(version, gates=gates, with_parity=export.enabled)
+    promotion = promote(version, gates=gates, with_parity=export.enabled, serve=serve)
     if serve.enabled:
         tag = build_bento(promotion, config=serve)
         deploy(tag, promotion, registry=registry, config=serve)

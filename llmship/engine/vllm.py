@@ -283,6 +283,7 @@ class ServedEngine:
     created: int = field(default_factory=lambda: int(time.time()))
     death: EngineDeath = field(default_factory=EngineDeath)
     active: int = 0  # requests inside this engine now (a swapped-out engine is stopped once it reaches 0)
+    staged: bool = False  # started for a deploy's engine check in the service (``POST /admin/check``), then served
 
     async def stop(self) -> None:
         """Stop the engine core and its workers (in a thread: ``AsyncLLM.shutdown`` waits for the processes, and

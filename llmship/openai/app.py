@@ -28,7 +28,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from llmship.engine.vllm import ServedEngine
-from llmship.errors import AuthenticationError, Conflict, EngineUnavailable, LlmshipError, ModelNotFound, ServeError
+from llmship.errors import (
+    AuthenticationError,
+    Conflict,
+    EngineUnavailable,
+    InvalidRequest,
+    LlmshipError,
+    ModelNotFound,
+    ServeError,
+)
 from llmship.gateway.settings import GatewaySettings
 from llmship.openai import errors
 from llmship.openai.admin import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER
@@ -68,6 +76,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.draining = False
     app.state.started = time.time()
     app.state.reloader = None  # set by a service that can swap its engine (the chat Bento with one worker)
+    app.state.checker = None  # set by the same service: a deploy's engine check on a staged engine (/admin/check)
+    app.state.discarder = None  # ... and what stops that engine when the deploy's gates fail (/admin/discard)
     app.state.hosted = HostedTable()  # hosted releases and fallback aliases (llmship.openai.routes)
     app.state.swap_lock = asyncio.Lock()
     errors.install(app)
@@ -138,13 +148,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         requests once it is up, and the old one stops after its last request (``swap_engine``). Answers when
         the swap is done; a failed start leaves the running engine serving. Guarded by the service's own admin
         token (``llmship.serving.process`` writes it next to the server's state file), not by API keys."""
-        expected = os.environ.get(ADMIN_TOKEN_ENV, "")
-        if not expected:
-            raise ModelNotFound("Not found: /admin/reload", code="not_found")
-        given = request.headers.get(ADMIN_TOKEN_HEADER, "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise AuthenticationError("a valid admin token is required (x-llmship-admin-token)",
-                                      code="invalid_admin_token")
+        _require_admin(request)
         try:
             asked = await request.json()
         except ValueError:
@@ -169,7 +173,45 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 log.exception("reload failed")
                 raise ServeError(f"the new engine did not start: {type(err).__name__}: {err}") from err
         return {"version": after.version, "previous": before.version, "swapped": after is not before,
-                "engine_start_s": round(after.started_s, 1) if after is not before else 0.0}
+                "engine_start_s": round(after.started_s, 1) if after is not before and not after.staged else 0.0,
+                "staged": after is not before and after.staged}
+
+    @app.post("/admin/check", include_in_schema=False)
+    async def check(request: Request) -> dict:
+        """A deploy's engine check (``llmship.validate.engine_check.EngineCheckSpec`` in, its report out) on a
+        candidate engine started beside the serving one and kept staged: the reload that follows a passing check
+        serves that engine instead of starting another (``llmship.serving.staging``). Same admin token as
+        ``/admin/reload``; a 409 tells the caller to check in its own process instead."""
+        _require_admin(request)
+        checker = request.app.state.checker
+        if checker is None:
+            raise Conflict("this service cannot stage an engine (it runs several workers)", code="check_unavailable")
+        if request.app.state.draining:
+            raise EngineUnavailable("the server is shutting down")
+        try:
+            spec = await request.json()
+        except ValueError:
+            raise InvalidRequest("the body must be an engine check spec (JSON)") from None
+        if request.app.state.swap_lock.locked():
+            raise Conflict("a reload or another check is already running", code="reload_in_progress")
+        async with request.app.state.swap_lock:
+            try:
+                return await checker(spec)
+            except LlmshipError:
+                raise
+            except Exception as err:
+                log.exception("engine check failed")
+                raise ServeError(f"the staged engine's check failed: {type(err).__name__}: {err}") from err
+
+    @app.post("/admin/discard", include_in_schema=False)
+    async def discard(request: Request) -> dict:
+        """Stop the engine a check staged (a deploy whose gates failed): ``{"discarded": true|false}``."""
+        _require_admin(request)
+        discarder = request.app.state.discarder
+        if discarder is None:
+            raise Conflict("this service stages no engine (it runs several workers)", code="check_unavailable")
+        async with request.app.state.swap_lock:
+            return {"discarded": await discarder()}
 
     from llmship.openai.embeddings import embeddings_router
 
@@ -194,6 +236,17 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.openapi_merged = False
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _require_admin(request: Request) -> None:
+    """The service's own admin token (not an API key), compared in constant time; no token set: no admin routes."""
+    expected = os.environ.get(ADMIN_TOKEN_ENV, "")
+    if not expected:
+        raise ModelNotFound(f"Not found: {request.url.path}", code="not_found")
+    given = request.headers.get(ADMIN_TOKEN_HEADER, "")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthenticationError("a valid admin token is required (x-llmship-admin-token)",
+                                  code="invalid_admin_token")
 
 
 async def _models(engine: ServedEngine, table: HostedTable | None = None) -> dict:

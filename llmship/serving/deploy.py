@@ -3,7 +3,8 @@
 A re-deploy whose service would be identical but for the model version — the same Bento content, settings,
 registry and port — swaps the engine in place (``POST /admin/reload``, as ``llmship rollback`` does): the new
 version's vLLM starts beside the running one and takes over when ready, so the re-deploy has no window without
-answers, does not restart the RAG service, and skips a process start. Anything else (new code, new settings, the
+answers, does not restart the RAG service, and skips a process start. Where the deploy's engine check ran in that
+service (``llmship.serving.staging``), the engine it checked is the one swapped in: no engine starts at all. Anything else (new code, new settings, the
 service is down or runs several workers) restarts the service, as a first deploy starts it.
 """
 
@@ -30,6 +31,7 @@ class Deployed(BaseModel):
     chat: process.ServerInfo
     rag: process.ServerInfo | None = None
     swapped: bool = False  # the running service swapped its engine in place (no restart)
+    staged: bool = False  # ... to the engine the deploy's check ran on in that service (no second engine start)
     summary: Path
 
 
@@ -48,15 +50,22 @@ def bento_digest(tag: str) -> str | None:
     return digest.hexdigest()
 
 
+def settings_digest(model_uri: str, config: ServeConfig, tracking_uri: str) -> str:
+    """The service's settings, but for its code: model URI, registry, address and every setting the service
+    reads. Known before the Bento is built (``llmship.serving.staging`` asks it of an engine check)."""
+    settings = {"model_uri": model_uri, "tracking_uri": tracking_uri, "host": config.host, "port": config.port,
+                "env": config.chat_env(), "rag": config.rag, "rag_port": config.rag_port}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 def serving_digest(bento: str, model_uri: str, config: ServeConfig, tracking_uri: str) -> str | None:
-    """What the running service is, but for the model version its alias names: Bento content, model URI, registry,
-    address and every setting the service reads."""
+    """What the running service is, but for the model version its alias names: Bento content and
+    ``settings_digest``."""
     content = bento_digest(bento)
     if content is None:
         return None
-    settings = {"bento": content, "model_uri": model_uri, "tracking_uri": tracking_uri, "host": config.host,
-                "port": config.port, "env": config.chat_env(), "rag": config.rag, "rag_port": config.rag_port}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    both = {"bento": content, "settings": settings_digest(model_uri, config, tracking_uri)}
+    return hashlib.sha256(json.dumps(both, sort_keys=True).encode()).hexdigest()
 
 
 def deploy_release(bento: str, name: str, promotion: Promotion, config: ServeConfig, tracking_uri: str) -> Deployed:
@@ -64,13 +73,14 @@ def deploy_release(bento: str, name: str, promotion: Promotion, config: ServeCon
     digest = serving_digest(bento, model_uri, config, tracking_uri)
     before = process.last_deploy() or {}
     running = next((i for i in process.status() if i.port == config.port), None)
-    chat, swapped = None, False
+    chat, swapped, staged = None, False, False
     if digest and running and before.get("pid") == running.pid and before.get("serving_digest") == digest:
         try:
             answer = process.reload(config.port, timeout_s=config.wait_s)
             chat = running.model_copy(update={"version": answer.get("version")})
-            swapped = True
-            log.info("swapped %s in place (%s -> %s)", config.url, answer.get("previous"), answer.get("version"))
+            swapped, staged = True, bool(answer.get("staged"))
+            log.info("swapped %s in place (%s -> %s%s)", config.url, answer.get("previous"), answer.get("version"),
+                     "; the engine the check ran on" if staged else "")
         except process.ReloadUnavailable as why:
             log.info("no swap in place (%s): restarting the service", why)
     if chat is None:
@@ -89,8 +99,9 @@ def deploy_release(bento: str, name: str, promotion: Promotion, config: ServeCon
         "previous": promotion.previous_champion, "rag_url": rag.url if rag else None,
         # what `llmship rollback` needs to restart the same service on another version
         "tracking_uri": tracking_uri, "serve_config": config.model_dump(mode="json"),
-        "serving_digest": digest, "swapped": swapped})
+        "serving_digest": digest, "settings_digest": settings_digest(model_uri, config, tracking_uri),
+        "swapped": swapped, "staged": staged})
     if chat.version and served and chat.version != f"{name}/{served}":
         raise ServeError(f"the service on {config.url} serves {chat.version}, not {name}/{served}")
-    return Deployed(chat=chat, rag=rag, swapped=swapped, summary=summary)
+    return Deployed(chat=chat, rag=rag, swapped=swapped, staged=staged, summary=summary)
 

@@ -187,15 +187,22 @@ def reload(port: int, timeout_s: float = 600.0, body: dict[str, Any] | None = No
     ``ReloadUnavailable`` when the server cannot (then restart it), ``ServeError`` when the new engine failed to
     start (the running one still serves). With ``body={"hosted": name}`` the hosted release ``name`` is served
     at what its champion alias names now instead (``llmship.hosted``)."""
+    return admin_post(port, "reload", body, timeout_s)
+
+
+def admin_post(port: int, route: str, body: Any, timeout_s: float) -> dict[str, Any]:
+    """``POST /admin/<route>`` on our server on ``port`` with its admin token: the JSON answer. A server that
+    cannot (none of ours there, no token, several workers, an older server without the route: 404/409) is
+    ``ReloadUnavailable``; any other failure ``ServeError``, with the server's own message."""
     info = next((i for i in status() if i.port == port), None)
     token_path = _token_file(port)
     if info is None or not token_path.exists():
         raise ReloadUnavailable(f"no server of ours with an admin token runs on port {port}")
     try:
-        resp = httpx.post(f"{info.url}/admin/reload", headers={ADMIN_TOKEN_HEADER: token_path.read_text().strip()},
+        resp = httpx.post(f"{info.url}/admin/{route}", headers={ADMIN_TOKEN_HEADER: token_path.read_text().strip()},
                           json=body, timeout=timeout_s)
     except httpx.HTTPError as err:
-        raise ServeError(f"reload on port {port} did not answer: {err}") from None
+        raise ServeError(f"{route} on port {port} did not answer: {err}") from None
     if resp.status_code == 200:
         return resp.json()
     try:
@@ -203,8 +210,8 @@ def reload(port: int, timeout_s: float = 600.0, body: dict[str, Any] | None = No
     except (ValueError, KeyError, TypeError):
         message = resp.text[:300]
     if resp.status_code in (404, 409):
-        raise ReloadUnavailable(f"the server on port {port} cannot reload in place: {message}")
-    raise ServeError(f"the server on port {port} could not reload: {message}")
+        raise ReloadUnavailable(f"the server on port {port} cannot {route} in place: {message}")
+    raise ServeError(f"the server on port {port} could not {route}: {message}")
 
 
 def deploy_summary_path() -> Path:

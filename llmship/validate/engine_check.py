@@ -15,7 +15,10 @@
   interleaved repetitions with the median, and the peak RSS of the engine's process tree.
 
 The engine runs in a subprocess (``python -m llmship.validate.engine_check``): its memory, threads and worker
-processes are its own, and a crash is a failed check with one line, not a dead pipeline step.
+processes are its own, and a crash is a failed check with one line, not a dead pipeline step. Or, on a re-deploy
+the running chat service would swap in place, in that service (``runner``; ``llmship.serving.staging``): the
+service starts the candidate engine beside the one serving, the check runs on it there, and the deploy's swap then
+serves that same engine instead of starting another (``check_engine_on`` is the check both places run).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel
 
@@ -37,6 +41,9 @@ from llmship.engine.settings import EngineSettings
 from llmship.errors import LlmshipError
 from llmship.validate.benchmark import PROMPT, BenchmarkReport, BenchRow, gpu_status
 from llmship.validate.quality import SmokeReport, SmokeResult, load_prompts
+
+if TYPE_CHECKING:
+    from llmship.engine.vllm import ServedEngine
 
 TOP_K = 5  # the candidates a near-tie may pick from (vLLM's model tests compare with 5 logprobs)
 
@@ -101,6 +108,7 @@ class EngineCheckReport(BaseModel):
     smoke: SmokeReport
     bench: BenchmarkReport
     engine_start_s: float
+    where: str = "subprocess"  # or the URL of the chat service whose staged engine was checked (``runner``)
 
 
 class ReferenceGreedy(BaseModel):
@@ -141,16 +149,29 @@ def reference_for(hf_dir: str | Path, prompts_file: str | Path, greedy_tokens: i
         lambda: reference_greedy(hf_dir, [str(p) for p in load_prompts(prompts_file)], greedy_tokens))
 
 
+Runner = Callable[[EngineCheckSpec], "EngineCheckReport | None"]
+
+
 def run_engine_check(hf_dir: str | Path, settings: EngineSettings, *, parity_prompts_file: str | Path,
                      greedy_tokens: int, smoke_file: str | Path, smoke_max_tokens: int, batches: list[int],
-                     max_tokens: int = 32, repeats: int = 3, timeout_s: float = 1800) -> EngineCheckReport:
-    """Compute the reference in this process (or read it back: ``reference_for``), then check one vLLM engine in a
-    subprocess."""
+                     max_tokens: int = 32, repeats: int = 3, timeout_s: float = 1800,
+                     runner: Runner | None = None) -> EngineCheckReport:
+    """Compute the reference in this process (or read it back: ``reference_for``), then check one vLLM engine:
+    with ``runner`` (a running service that takes the check, ``llmship.serving.staging``) when it answers with a
+    report, else in a subprocess."""
     ref = reference_for(hf_dir, parity_prompts_file, greedy_tokens)
     spec = EngineCheckSpec(hf_dir=str(hf_dir), settings=settings, parity_prompts=ref.prompts,
                            reference_greedy=ref.greedy, reference_top=ref.top,
                            smoke_prompts=load_prompts(smoke_file), smoke_max_tokens=smoke_max_tokens,
                            batches=batches, max_tokens=max_tokens, repeats=repeats)
+    if runner is not None:
+        report = runner(spec)
+        if report is not None:
+            return report
+    return _in_subprocess(spec, timeout_s)
+
+
+def _in_subprocess(spec: EngineCheckSpec, timeout_s: float) -> EngineCheckReport:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="llmship-engine-check-") as tmp:
@@ -171,19 +192,28 @@ def _last_line(text: str) -> str:
     return lines[-1][-400:] if lines else "no output"
 
 
-# ---------------------------------------------------------------- the subprocess
+# ---------------------------------------------------------------- the check, in the subprocess or a service
 async def _check(spec: EngineCheckSpec) -> EngineCheckReport:
     from llmship.engine.vllm import start_engine
 
     engine = await start_engine(spec.settings, Path(spec.hf_dir), model_id="check", version="check")
     try:
-        client = engine.client
-        parity = await _parity(client, spec)
-        smoke = await _smoke(client, spec)
-        bench = await _bench(client, spec)
+        return await check_engine_on(engine, spec)
     finally:
         await engine.stop()
-    return EngineCheckReport(parity=parity, smoke=smoke, bench=bench, engine_start_s=round(engine.started_s, 1))
+
+
+async def check_engine_on(engine: ServedEngine, spec: EngineCheckSpec, *, engine_pids: list[int] | None = None,
+                          where: str = "subprocess") -> EngineCheckReport:
+    """Engine parity, the smoke prompts and the benchmark on a started engine. ``engine_pids``: the engine's own
+    processes, when this process runs other engines too (a service's staged check): the peak RSS is then this
+    process and those, not every child of it."""
+    client = engine.client
+    parity = await _parity(client, spec)
+    smoke = await _smoke(client, spec)
+    bench = await _bench(client, spec, engine_pids)
+    return EngineCheckReport(parity=parity, smoke=smoke, bench=bench, engine_start_s=round(engine.started_s, 1),
+                             where=where)
 
 
 async def _generate(client: Any, prompt_ids: list[int], params: Any) -> Any:
@@ -241,7 +271,8 @@ async def _smoke(client: Any, spec: EngineCheckSpec) -> SmokeReport:
     from transformers import AutoTokenizer
     from vllm import SamplingParams
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.hf_dir)
+    # in a thread: in a service (a staged check) the event loop keeps serving meanwhile
+    tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, spec.hf_dir)
     params = SamplingParams(max_tokens=spec.smoke_max_tokens, temperature=0.0)
     outs = await asyncio.gather(*[_generate(client, _chat_ids(tokenizer, p["messages"]), params)
                                   for p in spec.smoke_prompts])
@@ -252,9 +283,11 @@ async def _smoke(client: Any, spec: EngineCheckSpec) -> SmokeReport:
 
 
 class _TreeRss:
-    """Peak RSS of this process and its children (vLLM's engine core and workers), sampled every 100 ms."""
+    """Peak RSS of this process and its children (vLLM's engine core and workers), sampled every 100 ms; with
+    ``pids``, of this process and those processes (and their children) only."""
 
-    def __init__(self) -> None:
+    def __init__(self, pids: list[int] | None = None) -> None:
+        self.pids = pids
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -273,7 +306,7 @@ class _TreeRss:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            for proc in [me, *(me.children(recursive=True) if self.pids is None else _with_children(self.pids))]:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
@@ -282,12 +315,26 @@ class _TreeRss:
             self._stop.wait(0.1)
 
 
-async def _bench(client: Any, spec: EngineCheckSpec) -> BenchmarkReport:
+def _with_children(pids: list[int]) -> list[Any]:
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            found += [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            pass
+    return found
+
+
+async def _bench(client: Any, spec: EngineCheckSpec, engine_pids: list[int] | None = None) -> BenchmarkReport:
     """Each batch size ``repeats`` times, rounds interleaved (b1, b4, b16, b1, ...); medians per batch size."""
     from transformers import AutoTokenizer
     from vllm import SamplingParams
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.hf_dir)
+    # in a thread: in a service (a staged check) the event loop keeps serving meanwhile
+    tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, spec.hf_dir)
     params = SamplingParams(max_tokens=spec.max_tokens, temperature=0.0, ignore_eos=True)
 
     async def one(tag: str) -> tuple[float, float, float, int]:
@@ -310,7 +357,7 @@ async def _bench(client: Any, spec: EngineCheckSpec) -> BenchmarkReport:
 
     await one("warm-up")
     samples: dict[int, list[dict[str, float]]] = {b: [] for b in spec.batches}
-    with _TreeRss() as rss:
+    with _TreeRss(engine_pids) as rss:
         for rep in range(spec.repeats):
             for batch in spec.batches:
                 started = time.perf_counter()

@@ -21,7 +21,8 @@ def deploy(bento_tag: str, promotion: Promotion, registry: RegistryConfig, confi
     # the services inherit them (LLMSHIP_RAG_CHAT_API_KEY, NEO4J_*, the hosted releases' key variables)
     load_secrets(extra=hosted_key_names(config.hosted, registry_uri))
     done = deploy_release(bento_tag, registry.name, promotion, config, registry_uri)
-    how = "swapped in place, no restart" if done.swapped else "started"
+    how = ("swapped in place, no restart" + (", the engine the check ran on" if done.staged else "")
+           if done.swapped else "started")
     print(f"result: {done.chat.url}/v1 serves {done.chat.version} ({how})"
           + (f"; RAG at {done.rag.url}/v1" if done.rag else ""))
     return done.chat

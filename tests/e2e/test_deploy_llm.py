@@ -5,7 +5,8 @@ One module-scoped LLMSHIP_HOME holds the whole story, in order:
 2. a run with an impossible perplexity gate registers version 2 as challenger,
    exits non-zero with a one-line reason, and leaves champion and the server alone;
 3. a passing re-run (caches warm) makes version 3 champion, version 1 previous,
-   and the running server swaps it in place (no restart), which now reports version 3;
+   and the running server swaps it in place (no restart), which now reports version 3: the engine check ran in that
+   server, on the engine it then serves (one vLLM start; run 2's check staged one too, stopped when its gate failed);
 4. rollback (a swap, then a restart); 5. a hosted release of the served model through the same pipeline.
 """
 
@@ -128,6 +129,9 @@ def test_2_failing_gate_never_yields_champion_and_does_not_ship(story, monkeypat
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "is not released: perplexity" in output
+    # the check ran in the running service (same settings), and the engine it staged there is stopped again
+    assert f"staged in the service at http://127.0.0.1:{port}" in output
+    assert f"the engine checked in the service on port {port} is stopped" in output
 
     registry = _registry(env, monkeypatch)
     failed = registry.get(NAME, "2")
@@ -160,6 +164,9 @@ def test_3_rerun_promotes_and_swaps_the_new_version_in_place(story, monkeypatch)
     summary = json.loads((home / "last-deploy.json").read_text())
     assert summary["model_version"] == "3" and summary["previous"] == "1"
     assert summary["swapped"] is True and summary["pid"] == before["pid"], result.stdout[-2000:]
+    # one vLLM start in this re-deploy: the engine check ran on the engine the service then swapped in
+    assert summary["staged"] is True
+    assert f"staged in the service at http://127.0.0.1:{port}" in result.stdout + result.stderr
     assert "swapped in place, no restart" in result.stdout + result.stderr  # ZenML logs step output to either
 
 

@@ -441,6 +441,58 @@ def test_zy_reload_swaps_the_engine_in_place_without_failing_a_request(server, t
     assert process.reload(server.port, timeout_s=180)["version"] == f"{NAME}/1"
 
 
+def test_zy_a_deploys_check_on_a_staged_engine_is_the_engine_the_swap_serves(server, tiny_built):
+    """`POST /admin/check` (a re-deploy's engine check, ``llmship.serving.staging``): the candidate engine starts
+    beside the serving one, is checked there and kept unrouted; the reload that follows serves that same engine (the
+    registered copy has the same files) without starting another; a deploy whose gates failed stops it instead
+    (``/admin/discard``). A check under other engine settings is a 409 (the deploy then checks in a subprocess);
+    only the admin token may ask."""
+    from llmship.engine.settings import EngineSettings
+    from llmship.registry import ModelRegistry
+    from llmship.validate.engine_check import EngineCheckReport, EngineCheckSpec, reference_greedy
+
+    assert httpx.post(f"{server.url}/admin/check", json={}, timeout=10).status_code == 401
+    settings = EngineSettings.from_env({**os.environ, **TEST_ENGINE_ENV, "LLMSHIP_MODEL_URI": f"models:/{NAME}@champion"})
+    ref = reference_greedy(tiny_built.folder, ["Hello there"], 4)
+    spec = EngineCheckSpec(hf_dir=str(tiny_built.folder), settings=settings, parity_prompts=ref.prompts,
+                           reference_greedy=ref.greedy, reference_top=ref.top,
+                           smoke_prompts=[{"id": "hi", "messages": [{"role": "user", "content": "Hi"}]}],
+                           smoke_max_tokens=4, batches=[1, 2], max_tokens=4, repeats=1)
+    other = spec.model_copy(update={"settings": settings.model_copy(update={"max_num_seqs": 3})})
+    with pytest.raises(process.ReloadUnavailable, match="engine settings are not this service's"):
+        process.admin_post(server.port, "check", other.model_dump(mode="json"), 60)
+
+    serving = _engine_cores(server.pid)
+    process.admin_post(server.port, "check", spec.model_dump(mode="json"), 300)
+    assert len(_engine_cores(server.pid)) == 2
+    # the deploy's gates failed: its promote step stops the staged engine
+    assert process.admin_post(server.port, "discard", None, 60) == {"discarded": True}
+    assert _engine_cores(server.pid) == serving
+    assert process.admin_post(server.port, "discard", None, 60) == {"discarded": False}
+
+    report = EngineCheckReport.model_validate(process.admin_post(server.port, "check", spec.model_dump(mode="json"),
+                                                                 300))
+    assert report.where == "service" and report.engine_start_s > 0
+    assert report.parity.positions == 4 and report.smoke.results[0].id == "hi"
+    assert [row.batch for row in report.bench.rows] == [1, 2] and report.bench.rows[0].peak_rss_mb > 0
+    staged = [pid for pid in _engine_cores(server.pid) if pid not in serving]
+    assert len(staged) == 1  # checked beside the serving engine, which still answers alone
+    assert httpx.get(f"{server.url}/v1/models", timeout=10).headers["x-llmship-model-version"] == f"{NAME}/1"
+
+    version = register_champion(NAME, tiny_built, "vllm").by_alias(NAME, "champion").version
+    answer = process.reload(server.port, timeout_s=180)
+    assert (answer["version"], answer["swapped"], answer["staged"]) == (f"{NAME}/{version}", True, True)
+    assert answer["engine_start_s"] == 0.0  # nothing started: the checked engine took over
+    assert _engine_cores(server.pid) == staged
+    chat = httpx.post(f"{server.url}/v1/completions", json={"model": NAME, "prompt": "Hi", "max_tokens": 2},
+                      timeout=60)
+    assert chat.status_code == 200 and chat.headers["x-llmship-model-version"] == f"{NAME}/{version}"
+
+    ModelRegistry().rollback(NAME)  # champion back to 1 (the tests after run on it): no staged engine, one starts
+    back = process.reload(server.port, timeout_s=180)
+    assert back["version"] == f"{NAME}/1" and back["staged"] is False and back["engine_start_s"] > 0
+
+
 def test_zy_a_rollback_whose_engine_cannot_start_leaves_the_release_as_it_was(server, tmp_path):
     """`llmship rollback` to a version whose engine fails to start: the swap fails, the engine that was serving
     never stopped, the aliases go back, and the error says so in one line."""
