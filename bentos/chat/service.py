@@ -93,10 +93,8 @@ class Chat:
         tokenizer: list = []
 
         async def start():
-            if staged is not None:  # the engine this version was checked on: serve it, no second start
-                self.staged = None
-                if staged.expiry is not None:
-                    staged.expiry.cancel()
+            # the engine this version was checked on, unless its time ran out meanwhile: serve it, no second start
+            if staged is not None and self._unstage(staged):
                 engine = staged.engine
                 engine.version, engine.folder = version, folder
             else:
@@ -135,12 +133,12 @@ class Chat:
         await self._discard_staged()  # one candidate at a time
         folder = Path(spec.hf_dir)
         me = psutil.Process()
-        before = {p.pid for p in me.children()}
+        before = {p.pid for p in me.children(recursive=True)}
         engine = await start_engine(self.settings, folder, model_id=self.engine.model_id, version="staged")
         engine.staged = True
         try:
-            pids = [p.pid for p in me.children() if p.pid not in before]  # the engine core (its workers below it)
-            report = await check_engine_on(engine, spec, engine_pids=pids, where="service")
+            mine = [p for p in me.children(recursive=True) if p.pid not in before]  # its engine core and workers
+            report = await check_engine_on(engine, spec, engine_procs=mine, where="service")
             digest = await asyncio.to_thread(folder_digest, folder)
         except BaseException:
             await engine.stop()
@@ -153,14 +151,22 @@ class Chat:
                  engine.started_s)
         return report.model_dump(mode="json")
 
-    async def _discard_staged(self, which: _Staged | None = None) -> bool:
-        """Stop the staged engine (``which``: only if that one is still staged); whether one was stopped."""
+    def _unstage(self, which: _Staged | None = None) -> bool:
+        """Take the staged engine off the stage (``which``: only if that one is still there) and cancel its expiry;
+        whether it was there. Synchronous, so a reload and the expiry cannot both take it."""
         staged = self.staged
         if staged is None or (which is not None and staged is not which):
             return False
         self.staged = None
         if staged.expiry is not None:
             staged.expiry.cancel()
+        return True
+
+    async def _discard_staged(self, which: _Staged | None = None) -> bool:
+        """Stop the staged engine (``which``: only if that one is still staged); whether one was stopped."""
+        staged = self.staged
+        if staged is None or not self._unstage(which):
+            return False
         log.info("stopping the staged engine no reload took")
         await staged.engine.stop()
         return True

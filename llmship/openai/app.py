@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
@@ -159,19 +160,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                            code="reload_unavailable")
         if isinstance(asked, dict) and asked.get("hosted"):
             return await _reload_hosted(request.app, str(asked["hosted"]))
-        if request.app.state.draining:
-            raise EngineUnavailable("the server is shutting down")
-        if request.app.state.swap_lock.locked():
-            raise Conflict("a reload is already running", code="reload_in_progress")
-        async with request.app.state.swap_lock:
+
+        async def swap() -> tuple[ServedEngine, ServedEngine]:
             before = current(request)
-            try:
-                after = await reloader()
-            except LlmshipError:
-                raise
-            except Exception as err:  # the caller must learn why, not "internal error"
-                log.exception("reload failed")
-                raise ServeError(f"the new engine did not start: {type(err).__name__}: {err}") from err
+            return before, await reloader()
+
+        before, after = await _engine_change(request, swap, "the new engine did not start")
         return {"version": after.version, "previous": before.version, "swapped": after is not before,
                 "engine_start_s": round(after.started_s, 1) if after is not before and not after.staged else 0.0,
                 "staged": after is not before and after.staged}
@@ -186,22 +180,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         checker = request.app.state.checker
         if checker is None:
             raise Conflict("this service cannot stage an engine (it runs several workers)", code="check_unavailable")
-        if request.app.state.draining:
-            raise EngineUnavailable("the server is shutting down")
         try:
             spec = await request.json()
         except ValueError:
             raise InvalidRequest("the body must be an engine check spec (JSON)") from None
-        if request.app.state.swap_lock.locked():
-            raise Conflict("a reload or another check is already running", code="reload_in_progress")
-        async with request.app.state.swap_lock:
-            try:
-                return await checker(spec)
-            except LlmshipError:
-                raise
-            except Exception as err:
-                log.exception("engine check failed")
-                raise ServeError(f"the staged engine's check failed: {type(err).__name__}: {err}") from err
+        return await _engine_change(request, lambda: checker(spec), "the staged engine's check failed")
 
     @app.post("/admin/discard", include_in_schema=False)
     async def discard(request: Request) -> dict:
@@ -236,6 +219,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.openapi_merged = False
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _engine_change(request: Request, work: Callable[[], Awaitable[Any]], failed: str) -> Any:
+    """Run ``work`` (a reload's swap, a staged engine check) as the only engine change: 503 while the server
+    drains, 409 while another runs, else under the swap lock; an unexpected failure becomes one ``ServeError`` line
+    starting with ``failed`` (the caller must learn why, not "internal error")."""
+    state = request.app.state
+    if state.draining:
+        raise EngineUnavailable("the server is shutting down")
+    if state.swap_lock.locked():
+        raise Conflict("a reload or an engine check is already running", code="reload_in_progress")
+    async with state.swap_lock:
+        try:
+            return await work()
+        except LlmshipError:
+            raise
+        except Exception as err:
+            log.exception(failed)
+            raise ServeError(f"{failed}: {type(err).__name__}: {err}") from err
 
 
 def _require_admin(request: Request) -> None:

@@ -72,9 +72,9 @@ def deploy_release(bento: str, name: str, promotion: Promotion, config: ServeCon
     model_uri = f"models:/{name}@champion"
     digest = serving_digest(bento, model_uri, config, tracking_uri)
     before = process.last_deploy() or {}
-    running = next((i for i in process.status() if i.port == config.port), None)
+    running = process.deployed_server(config.port, before)
     chat, swapped, staged = None, False, False
-    if digest and running and before.get("pid") == running.pid and before.get("serving_digest") == digest:
+    if digest and running and before.get("serving_digest") == digest:
         try:
             answer = process.reload(config.port, timeout_s=config.wait_s)
             chat = running.model_copy(update={"version": answer.get("version")})
@@ -91,7 +91,7 @@ def deploy_release(bento: str, name: str, promotion: Promotion, config: ServeCon
         chat.version = f"{name}/{served}"
     rag = None
     if config.rag:
-        kept = next((i for i in process.status() if i.port == config.rag_port), None) if swapped else None
+        kept = process.running_on(config.rag_port) if swapped else None
         rag = kept or start_rag(f"{chat.url}/v1", model_uri=model_uri, host=config.host, port=config.rag_port,
                                 wait_s=config.wait_s, env=rag_env(config, name))
     summary = process.write_deploy_summary(chat, {

@@ -16,7 +16,7 @@ from llmship.serving import process
 
 
 def serve_hosted(name: str, config: ServeConfig, timeout_s: float = 120.0) -> dict[str, Any]:
-    running = next((i for i in process.status() if i.port == config.port), None)
+    running = process.running_on(config.port)
     if running is None:
         raise ServeError(f"no chat service runs on port {config.port} to serve the hosted release {name}: "
                          f"deploy a model there first (make deploy), or list {name} under serve.hosted")

@@ -163,6 +163,19 @@ def status() -> list[ServerInfo]:
     return found
 
 
+def running_on(port: int) -> ServerInfo | None:
+    """Our server on ``port``, if it is alive."""
+    return next((i for i in status() if i.port == port), None)
+
+
+def deployed_server(port: int, summary: dict[str, Any] | None = None) -> ServerInfo | None:
+    """The server the last deploy started (``summary``, default ``last-deploy.json``), if it still runs on ``port``:
+    the one a re-deploy, a rollback or an engine check may ask to change in place."""
+    summary = last_deploy() if summary is None else summary
+    running = running_on(port)
+    return running if running is not None and summary and running.pid == summary.get("pid") else None
+
+
 def stop(port: int | None = None, timeout_s: float = 30.0) -> list[ServerInfo]:
     """Stop our server on ``port`` (or all of them): SIGTERM the group, then SIGKILL."""
     stopped = []
@@ -194,7 +207,7 @@ def admin_post(port: int, route: str, body: Any, timeout_s: float) -> dict[str, 
     """``POST /admin/<route>`` on our server on ``port`` with its admin token: the JSON answer. A server that
     cannot (none of ours there, no token, several workers, an older server without the route: 404/409) is
     ``ReloadUnavailable``; any other failure ``ServeError``, with the server's own message."""
-    info = next((i for i in status() if i.port == port), None)
+    info = running_on(port)
     token_path = _token_file(port)
     if info is None or not token_path.exists():
         raise ReloadUnavailable(f"no server of ours with an admin token runs on port {port}")

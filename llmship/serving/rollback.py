@@ -94,8 +94,8 @@ def rollback(to: str | None = None, *, name: str | None = None, restart: bool = 
 def _swap(deployed: dict[str, Any], config: ServeConfig, moved: Rollback, result: RollbackResult,
           wait_s: float | None) -> RollbackResult:
     """The running service serves the moved alias in place (``process.reload``)."""
-    running = next((i for i in process.status() if i.port == config.port), None)
-    if running is None or running.pid != deployed.get("pid"):
+    running = process.deployed_server(config.port, deployed)
+    if running is None:
         raise process.ReloadUnavailable(f"the deployed service on port {config.port} is not running")
     answer = process.reload(config.port, timeout_s=wait_s if wait_s is not None else config.wait_s)
     served = answer.get("version")

@@ -30,8 +30,8 @@ def service_runner(name: str, config: ServeConfig, tracking_uri: str, timeout_s:
     """An engine check runner on the chat service a deploy of ``name`` with ``config`` would swap in place, or
     None when there is none (``llmship.validate.engine_check.run_engine_check`` then uses a subprocess)."""
     before = process.last_deploy() or {}
-    running = next((i for i in process.status() if i.port == config.port), None)
-    if running is None or before.get("pid") != running.pid:
+    running = process.deployed_server(config.port, before)
+    if running is None:
         return None
     if before.get("settings_digest") != settings_digest(f"models:/{name}@champion", config, tracking_uri):
         return None

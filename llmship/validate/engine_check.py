@@ -203,15 +203,15 @@ async def _check(spec: EngineCheckSpec) -> EngineCheckReport:
         await engine.stop()
 
 
-async def check_engine_on(engine: ServedEngine, spec: EngineCheckSpec, *, engine_pids: list[int] | None = None,
+async def check_engine_on(engine: ServedEngine, spec: EngineCheckSpec, *, engine_procs: list[Any] | None = None,
                           where: str = "subprocess") -> EngineCheckReport:
-    """Engine parity, the smoke prompts and the benchmark on a started engine. ``engine_pids``: the engine's own
-    processes, when this process runs other engines too (a service's staged check): the peak RSS is then this
-    process and those, not every child of it."""
+    """Engine parity, the smoke prompts and the benchmark on a started engine. ``engine_procs``: the engine's own
+    processes (``psutil`` handles), when this process runs other engines too (a service's staged check): the peak
+    RSS is then this process and those, not every child of it."""
     client = engine.client
     parity = await _parity(client, spec)
     smoke = await _smoke(client, spec)
-    bench = await _bench(client, spec, engine_pids)
+    bench = await _bench(client, spec, engine_procs)
     return EngineCheckReport(parity=parity, smoke=smoke, bench=bench, engine_start_s=round(engine.started_s, 1),
                              where=where)
 
@@ -284,10 +284,10 @@ async def _smoke(client: Any, spec: EngineCheckSpec) -> SmokeReport:
 
 class _TreeRss:
     """Peak RSS of this process and its children (vLLM's engine core and workers), sampled every 100 ms; with
-    ``pids``, of this process and those processes (and their children) only."""
+    ``procs`` (``psutil`` handles), of this process and those only."""
 
-    def __init__(self, pids: list[int] | None = None) -> None:
-        self.pids = pids
+    def __init__(self, procs: list[Any] | None = None) -> None:
+        self.procs = procs
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -306,7 +306,7 @@ class _TreeRss:
         me = psutil.Process()
         while not self._stop.is_set():
             total = 0
-            for proc in [me, *(me.children(recursive=True) if self.pids is None else _with_children(self.pids))]:
+            for proc in [me, *(me.children(recursive=True) if self.procs is None else self.procs)]:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
@@ -315,20 +315,7 @@ class _TreeRss:
             self._stop.wait(0.1)
 
 
-def _with_children(pids: list[int]) -> list[Any]:
-    import psutil
-
-    found = []
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            found += [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            pass
-    return found
-
-
-async def _bench(client: Any, spec: EngineCheckSpec, engine_pids: list[int] | None = None) -> BenchmarkReport:
+async def _bench(client: Any, spec: EngineCheckSpec, engine_procs: list[Any] | None = None) -> BenchmarkReport:
     """Each batch size ``repeats`` times, rounds interleaved (b1, b4, b16, b1, ...); medians per batch size."""
     from transformers import AutoTokenizer
     from vllm import SamplingParams
@@ -357,7 +344,7 @@ async def _bench(client: Any, spec: EngineCheckSpec, engine_pids: list[int] | No
 
     await one("warm-up")
     samples: dict[int, list[dict[str, float]]] = {b: [] for b in spec.batches}
-    with _TreeRss(engine_pids) as rss:
+    with _TreeRss(engine_procs) as rss:
         for rep in range(spec.repeats):
             for batch in spec.batches:
                 started = time.perf_counter()
